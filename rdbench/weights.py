@@ -33,6 +33,24 @@ INCEPTION = _add(
     )
 )
 
+CLIP_VIT_B_32_OPENAI = _add(
+    RemoteFile(
+        name="clip-vit-b-32-openai",
+        filename="open_clip_model.safetensors",
+        url="https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/main/open_clip_model.safetensors",
+        sha256=None,
+        description="open_clip ViT-B-32 (OpenAI) weights for the `clip` feature extractor",
+    )
+)
+DINOV2_BASE = _add(
+    RemoteFolder(
+        name="dinov2-base",
+        repo_id="facebook/dinov2-base",
+        allow_patterns=("*.json", "*.safetensors"),
+        description="DINOv2 ViT-B/14 (transformers) for the `dinov2` feature extractor",
+    )
+)
+
 # --- reward models ------------------------------------------------------------------------
 PICKSCORE = _add(
     RemoteFolder(
@@ -65,5 +83,32 @@ HPSV2_1 = _add(
         url="https://huggingface.co/xswu/HPSv2/resolve/main/HPS_v2.1_compressed.pt",
         sha256=None,
         description="HPSv2.1 checkpoint (open_clip ViT-H-14 state_dict)",
+    )
+)
+CLIP_VIT_B_32 = _add(
+    RemoteFile(
+        name="clip-vit-b-32-openai",
+        filename="open_clip_pytorch_model.bin",
+        url="https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/main/open_clip_pytorch_model.bin",
+        sha256=None,
+        description="OpenAI CLIP ViT-B/32 in open_clip format (CLIPScore)",
+    )
+)
+CLIP_VIT_L_14 = _add(
+    RemoteFile(
+        name="clip-vit-l-14-openai",
+        filename="open_clip_pytorch_model.bin",
+        url="https://huggingface.co/timm/vit_large_patch14_clip_224.openai/resolve/main/open_clip_pytorch_model.bin",
+        sha256=None,
+        description="OpenAI CLIP ViT-L/14 in open_clip format (LAION aesthetic predictor)",
+    )
+)
+AESTHETIC_MLP = _add(
+    RemoteFile(
+        name="aesthetic-mlp-v2",
+        filename="sac+logos+ava1-l14-linearMSE.pth",
+        url="https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac%2Blogos%2Bava1-l14-linearMSE.pth",
+        sha256=None,
+        description="LAION aesthetic predictor v2 MLP head (for CLIP ViT-L/14 embeddings)",
     )
 )
