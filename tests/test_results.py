@@ -64,7 +64,9 @@ def make_result(
         extractors=[Extractor(id=extractor, resize_mode="none")],
         metrics=metrics,
         manifest_sha256="ab" * 32,
-        provenance=Provenance.collect(submitter=submitter, created="2024-05-01T12:00:00+00:00"),
+        provenance=Provenance.collect(
+            submitter=submitter, created="2024-05-01T12:00:00+00:00", git_commit="0" * 40
+        ),
     )
 
 
