@@ -33,15 +33,6 @@ INCEPTION = _add(
     )
 )
 
-CLIP_VIT_B_32_OPENAI = _add(
-    RemoteFile(
-        name="clip-vit-b-32-openai",
-        filename="open_clip_model.safetensors",
-        url="https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/main/open_clip_model.safetensors",
-        sha256=None,
-        description="open_clip ViT-B-32 (OpenAI) weights for the `clip` feature extractor",
-    )
-)
 DINOV2_BASE = _add(
     RemoteFolder(
         name="dinov2-base",
