@@ -32,8 +32,8 @@ Rules, applied in this order:
    - ``F`` (32-bit float): taken as intensities in [0, 1] (the convention of arrays that
      diffusion pipelines output), clipped, ``round(255 * v)``, then replicated.
    - ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` and the rest: Pillow's own ``convert("RGB")``
-     (for CMYK the naive ``255 - min(255, c + k)`` formula; embedded ICC profiles are not
-     applied).
+     (for CMYK ``r = (255 - c) * (255 - k) / 255`` and likewise for g, b; embedded ICC
+     profiles are not applied).
 
    16-bit-per-channel colour PNGs are reduced to 8 bits by Pillow when opened.
 
@@ -98,8 +98,8 @@ def decode_rgb(data: bytes, name: str, *, max_pixels: int | None = MAX_PIXELS) -
         ) from None
     except Image.UnidentifiedImageError:
         raise ImageDecodeError(
-            f"{label}: not a recognised image ({len(data):,} bytes; expected one of "
-            f"{', '.join(FORMATS)})"
+            f"{label}: not a readable image: unknown format or corrupt header "
+            f"({len(data):,} bytes; supported formats: {', '.join(FORMATS)})"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any parser failure means a corrupt file
         raise ImageDecodeError(
