@@ -104,7 +104,12 @@ def _counts(values) -> dict[str, int]:
 
 
 def _resolve(file: RemoteFile, path: PathLike | None) -> tuple[Path, SourceFile]:
-    found = hub.resolve(file, path)
+    try:
+        found = hub.resolve(file, path)
+    except RdbenchError as exc:
+        if path is not None:
+            raise
+        raise RdbenchError(f"{exc}\n  or pass the file: path=... (CLI: --path FILE)") from None
     verified = file.sha256 is not None and found.sha256 == file.sha256
     return found.path, SourceFile(str(found.path), found.sha256, verified)
 
