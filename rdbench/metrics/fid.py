@@ -39,14 +39,20 @@ def _clip_roundoff(eig: np.ndarray) -> np.ndarray:
     return np.where(eig > tol, eig, 0.0)
 
 
+def _check_psd(eig: np.ndarray, name: str) -> None:
+    """Refuse clearly negative eigenvalues (ascending ``eig``); round-off ones pass."""
+    if eig.size and eig[0] < -NEG_TOL * max(abs(eig[-1]), 1e-300):
+        raise RdbenchError(
+            f"{name}: covariance is not positive semi-definite (an eigenvalue of "
+            f"{eig[0]:.3g} against a largest of {eig[-1]:.3g}); pass a covariance estimated "
+            "from features"
+        )
+
+
 def _psd_sqrt(sigma: np.ndarray, name: str) -> np.ndarray:
     """Symmetric square root ``V diag(sqrt(max(w, 0))) V^T`` of a PSD matrix."""
     w, v = sla.eigh(sigma, check_finite=False)
-    if w.size and w[0] < -NEG_TOL * max(abs(w[-1]), 1e-300):
-        raise RdbenchError(
-            f"{name}: covariance is not positive semi-definite (smallest eigenvalue "
-            f"{w[0]:.3g}, largest {w[-1]:.3g}); pass a covariance estimated from features"
-        )
+    _check_psd(w, name)
     return (v * np.sqrt(_clip_roundoff(w))) @ v.T
 
 
@@ -67,6 +73,7 @@ def trace_sqrt_product(sigma1: Any, sigma2: Any) -> float:
         root = _psd_sqrt(s1, "sigma1")
         inner = root @ s2 @ root
     eig = sla.eigvalsh(inner, check_finite=False)
+    _check_psd(eig, "sigma2")  # inner = M^T S2 M has S2's inertia on the range of S1
     return float(np.sum(np.sqrt(_clip_roundoff(eig))))
 
 
