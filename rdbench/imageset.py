@@ -203,12 +203,14 @@ class _Zip:
         names: list[tuple[list[str], zipfile.ZipInfo]] = []
         for info in self.zip.infolist():
             parts = info.filename.split("/")
-            if info.is_dir() or any(p.startswith(".") or p == "__MACOSX" for p in parts if p):
+            if info.is_dir():
                 continue
             if info.filename.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", info.filename):
                 self.problems.append((info.filename, "unsafe member: absolute path"))
             elif ".." in parts or "\\" in info.filename:
                 self.problems.append((info.filename, "unsafe member: path with '..' or '\\'"))
+            elif any(p.startswith(".") or p == "__MACOSX" for p in parts if p):
+                continue  # hidden files, macOS resource forks
             elif stat.S_ISLNK(info.external_attr >> 16):
                 self.problems.append((info.filename, "symlink member (not followed)"))
             else:
