@@ -39,8 +39,11 @@ def _clip_roundoff(eig: np.ndarray) -> np.ndarray:
     return np.where(eig > tol, eig, 0.0)
 
 
-def _check_psd(eig: np.ndarray, name: str) -> None:
-    """Refuse clearly negative eigenvalues (ascending ``eig``); round-off ones pass."""
+def check_psd_eigenvalues(eig: np.ndarray, name: str) -> None:
+    """Refuse clearly negative eigenvalues (ascending ``eig``); round-off ones pass.
+
+    "Clearly" means below ``-NEG_TOL * largest``; shared with ``rdbench.metrics.scd``.
+    """
     if eig.size and eig[0] < -NEG_TOL * max(abs(eig[-1]), 1e-300):
         raise RdbenchError(
             f"{name}: covariance is not positive semi-definite (an eigenvalue of "
@@ -52,7 +55,7 @@ def _check_psd(eig: np.ndarray, name: str) -> None:
 def _psd_sqrt(sigma: np.ndarray, name: str) -> np.ndarray:
     """Symmetric square root ``V diag(sqrt(max(w, 0))) V^T`` of a PSD matrix."""
     w, v = sla.eigh(sigma, check_finite=False)
-    _check_psd(w, name)
+    check_psd_eigenvalues(w, name)
     return (v * np.sqrt(_clip_roundoff(w))) @ v.T
 
 
@@ -73,7 +76,7 @@ def trace_sqrt_product(sigma1: Any, sigma2: Any) -> float:
         root = _psd_sqrt(s1, "sigma1")
         inner = root @ s2 @ root
     eig = sla.eigvalsh(inner, check_finite=False)
-    _check_psd(eig, "sigma2")  # inner = M^T S2 M has S2's inertia on the range of S1
+    check_psd_eigenvalues(eig, "sigma2")  # inner = M^T S2 M has S2's inertia on the range of S1
     return float(np.sum(np.sqrt(_clip_roundoff(eig))))
 
 
