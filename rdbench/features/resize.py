@@ -1,0 +1,94 @@
+"""Named resize modes: how an RGB image becomes the pixel grid an extractor sees.
+
+Every mode maps an ``H x W x 3`` uint8 array to an ``S x S x 3`` float32 array with values in
+[0, 255] (``legacy_tensorflow`` returns its uint8 input unchanged: its network resizes inside).
+
+- ``clean`` (FID default): clean-fid's own resizer,
+  ``cleanfid.resize.make_resizer("PIL", False, "bicubic", (S, S))`` -- PIL bicubic on each
+  channel in float32 mode, no quantisation (Parmar et al. 2022, "On Aliased Resizing and
+  Surprising Subtleties in GAN Evaluation"). Calling clean-fid's function, not a copy, keeps
+  FID equal to clean-fid's on the same images and weights.
+- ``legacy_pytorch``: clean-fid's ``make_resizer("PyTorch", False, "bilinear", (S, S))``
+  (``F.interpolate``, no antialiasing), as in pytorch-fid.
+- ``legacy_tensorflow``: no resize outside the network; the TorchScript Inception resizes
+  inside (clean-fid's ``build_resizer("legacy_tensorflow")``, as in the TF FID code). All
+  images of a batch must then share one size.
+- ``resize_center_crop``: the CLIP / DINOv2 processors' geometry: resize the shorter side to
+  ``resize_to`` (default ``S``) with PIL bicubic on uint8, then center-crop ``S x S``
+  (open_clip ``resize_mode="shortest"``; transformers ``BitImageProcessor`` with
+  ``shortest_edge`` and ``crop_size``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from rdbench.registry import Registry
+
+Resizer = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ResizeMode:
+    """A named resize: ``build(size, resize_to)`` returns a HWC uint8 -> HWC float32 function."""
+
+    name: str
+    description: str
+    build: Callable[[int, int | None], Resizer]
+
+
+RESIZE_MODES: Registry[ResizeMode] = Registry("resize mode")
+
+
+def _clean(size: int, resize_to: int | None) -> Resizer:
+    from cleanfid.resize import make_resizer
+
+    return make_resizer("PIL", False, "bicubic", (size, size))
+
+
+def _legacy_pytorch(size: int, resize_to: int | None) -> Resizer:
+    from cleanfid.resize import make_resizer
+
+    fn = make_resizer("PyTorch", False, "bilinear", (size, size))
+    return lambda x: fn(x).astype(np.float32, copy=False)
+
+
+def _legacy_tensorflow(size: int, resize_to: int | None) -> Resizer:
+    return lambda x: x
+
+
+def _resize_center_crop(size: int, resize_to: int | None) -> Resizer:
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as tvf
+
+    shorter = resize_to or size
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        img = tvf.resize(Image.fromarray(x), shorter, interpolation=InterpolationMode.BICUBIC)
+        return np.asarray(tvf.center_crop(img, [size, size]), dtype=np.float32)
+
+    return fn
+
+
+for _mode in (
+    ResizeMode("clean", "clean-fid: PIL bicubic per channel on float32 (FID default)", _clean),
+    ResizeMode("legacy_pytorch", "clean-fid legacy: torch bilinear, no antialias", _legacy_pytorch),
+    ResizeMode(
+        "legacy_tensorflow", "clean-fid legacy: resized inside the network", _legacy_tensorflow
+    ),
+    ResizeMode(
+        "resize_center_crop",
+        "CLIP/DINOv2 processors: bicubic shorter side, center crop",
+        _resize_center_crop,
+    ),
+):
+    RESIZE_MODES.register(_mode.name, _mode)
+
+
+def make_resizer(mode: str, size: int, resize_to: int | None = None) -> Resizer:
+    """The function for resize mode ``mode`` (see :data:`RESIZE_MODES`) at output ``size``."""
+    return RESIZE_MODES.get(mode).build(size, resize_to)
