@@ -98,6 +98,9 @@ def build_prompts(
     if not records:
         raise RdbenchError(f"suite {suite!r}: no prompts found")
     normalised = [normalise_text(r.text) for r in records]
+    empty = [records[i].where or f"row {i}" for i, n in enumerate(normalised) if not n]
+    if empty:
+        raise RdbenchError(f"suite {suite!r}: empty prompt at {', '.join(empty[:5])}")
     groups = duplicate_groups(normalised)
     if groups and duplicates == "error":
         shown = "; ".join(
@@ -125,7 +128,7 @@ def build_prompts(
         prompts.append(
             Prompt(
                 prompt_id=f"{suite}-{text_hash(norm, occurrence)}",
-                text=record.text,
+                text=record.text.strip(),
                 suite=suite,
                 index=len(prompts),
                 category=record.category,
