@@ -481,7 +481,8 @@ class ImageSet:
                 if on_error == "raise":
                     raise
                 if all(key != item.key for key, _ in self.skipped):
-                    self.skipped.append((item.key, str(exc)))
+                    reason = str(exc).removeprefix(f"{self.describe(item)}: ")
+                    self.skipped.append((item.key, reason))
                 continue
             yield item, image
 

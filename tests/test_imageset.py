@@ -153,7 +153,7 @@ def test_bad_image_files_fail_at_decoding_naming_the_file(tmp_path):
     decoded = [item.key for item, image in s.iter_rgb(on_error="skip")]
     assert decoded == ["good.png"]
     assert [name for name, _ in s.skipped] == ["empty.png", "huge.png", "text.png", "trunc.jpg"]
-    assert all(str(root) in why for _, why in s.skipped)
+    assert s.skipped[0] == ("empty.png", "the file is empty (0 bytes); it is not an image")
     assert "decompression bomb" in s.skipped[1][1]
     list(s.iter_rgb(on_error="skip"))
     assert len(s.skipped) == 4  # not listed twice
