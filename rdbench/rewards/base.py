@@ -1,0 +1,210 @@
+"""The reward interface: one loaded model, a batched PIL path and a differentiable path.
+
+Subclasses implement three small methods:
+
+* ``_pixels_from_pil(images)``: the official preprocessing -> normalised model input;
+* ``_pixels_from_tensor(images)``: the same geometry with torch ops (differentiable);
+* ``_forward(pixels, prompts)``: normalised pixels (and prompts) -> one score per image.
+
+:meth:`Reward.score` runs ``_pixels_from_pil`` + ``_forward`` under ``torch.inference_mode``
+in batches; :meth:`Reward.score_tensor` runs ``_pixels_from_tensor`` + ``_forward`` with
+autograd. They agree up to interpolation round-off (see ``SCORE_TENSOR_ATOL`` of each reward).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from rdbench.errors import RdbenchError
+from rdbench.rewards.preprocess import check_image_tensor
+
+ImageInput = Image.Image | str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class RewardInfo:
+    """What a reward is: shown by ``rdbench rewards list`` and recorded in results."""
+
+    name: str
+    summary: str
+    source: str
+    weights: tuple[str, ...]
+    preprocessing: str
+    scale: str
+    versions: tuple[str, ...] = ("v1",)
+    default_version: str = "v1"
+    needs_prompts: bool = True
+    max_tokens: int | None = 77
+    notes: str = ""
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def default_device(device: str | torch.device | None) -> torch.device:
+    """``device`` or, when None, the current CUDA device if there is one, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def as_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
+    if dtype not in names:
+        raise RdbenchError(f"unknown dtype {dtype!r}; use one of {', '.join(names)}")
+    return names[dtype]
+
+
+def folder_fingerprint(path: str | os.PathLike[str]) -> str:
+    """A cheap content fingerprint of a weights folder (names, sizes, first/last MiB of files).
+
+    Hashing several GB at every load would cost more than scoring a small image set; a
+    changed weights file changes its size or its head/tail bytes in practice.
+    """
+    digest = hashlib.sha256()
+    root = Path(path)
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(root).as_posix()}\0{size}\0".encode())
+        with open(file, "rb") as fh:
+            digest.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), os.SEEK_END)
+                digest.update(fh.read())
+    return digest.hexdigest()
+
+
+def to_pil_rgb(image: ImageInput) -> Image.Image:
+    """An RGB PIL image from a PIL image of any mode or an image file path, by the rules of
+    :mod:`rdbench.images` (alpha composited on white, 16-bit grey scaled, EXIF rotation)."""
+    from rdbench.images import decode_rgb, to_rgb
+
+    if isinstance(image, str | os.PathLike):
+        path = Path(image)
+        if not path.is_file():
+            raise RdbenchError(f"image file {str(path)!r} does not exist")
+        return decode_rgb(path.read_bytes(), str(path))
+    if not isinstance(image, Image.Image):
+        raise RdbenchError(
+            f"images must be PIL images or file paths, got {type(image).__name__}; "
+            "use score_tensor for B x 3 x H x W tensors"
+        )
+    return to_rgb(image)
+
+
+class Reward(torch.nn.Module):
+    """Base class of every reward model; build one with :func:`rdbench.rewards.load`."""
+
+    info: RewardInfo
+    #: absolute tolerance of ``score`` vs ``score_tensor`` on the same 8-bit images
+    score_tensor_atol: float = 0.0
+
+    def __init__(self, version: str, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.version = version
+        self.device = device
+        self.dtype = dtype
+        self.weights_sha256: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def reward_id(self) -> str:
+        """``name:version@sha12``: what a cached or recorded score was computed with."""
+        return f"{self.info.name}:{self.version}@{self.weights_sha256[:12]}"
+
+    # --- to implement ---------------------------------------------------------------------
+    def _pixels_from_pil(self, images: list[Image.Image]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _pixels_from_tensor(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _forward(self, pixels: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    # --- public ---------------------------------------------------------------------------
+    def check_prompts(self, prompts: Sequence[str] | str | None, n: int) -> list[str] | None:
+        """Prompts as a list of ``n`` non-empty strings (or None for prompt-free rewards)."""
+        if not self.info.needs_prompts:
+            if prompts is not None and not isinstance(prompts, str) and len(prompts) != n:
+                raise RdbenchError(f"got {n} images but {len(prompts)} prompts")
+            return None
+        if prompts is None:
+            raise RdbenchError(
+                f"reward {self.name!r} compares each image with its prompt: pass one prompt per "
+                "image (an image set needs a manifest with prompts)"
+            )
+        if isinstance(prompts, str):
+            prompts = [prompts] * n
+        prompts = list(prompts)
+        if len(prompts) != n:
+            raise RdbenchError(
+                f"got {n} images but {len(prompts)} prompts; pass one prompt per image "
+                "(or a single string for all)"
+            )
+        for i, prompt in enumerate(prompts):
+            if not isinstance(prompt, str):
+                raise RdbenchError(f"prompt {i} is {type(prompt).__name__}, expected str")
+            if not prompt.strip():
+                raise RdbenchError(
+                    f"prompt {i} is empty; reward {self.name!r} scores an image against its "
+                    "prompt, so every image needs a non-empty prompt"
+                )
+        return prompts
+
+    def score(
+        self,
+        images: Sequence[ImageInput] | ImageInput,
+        prompts: Sequence[str] | str | None = None,
+        *,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """Scores (float64, one per image) with the official preprocessing, no gradients."""
+        if isinstance(images, Image.Image | str | os.PathLike):
+            images = [images]
+        images = list(images)
+        if not images:
+            raise RdbenchError("no images to score")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise RdbenchError(f"batch_size must be a positive integer, got {batch_size!r}")
+        prompts = self.check_prompts(prompts, len(images))
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                batch = [to_pil_rgb(im) for im in images[start : start + batch_size]]
+                pixels = self._pixels_from_pil(batch).to(self.device, self.dtype)
+                texts = None if prompts is None else prompts[start : start + batch_size]
+                out.append(self._forward(pixels, texts).float().cpu())
+        return torch.cat(out).numpy().astype(np.float64)
+
+    def score_tensor(
+        self, images: torch.Tensor, prompts: Sequence[str] | str | None = None
+    ) -> torch.Tensor:
+        """Differentiable scores (shape ``B``) of a ``B x 3 x H x W`` batch in [0, 1]."""
+        images = check_image_tensor(images)
+        prompts = self.check_prompts(prompts, images.shape[0])
+        pixels = self._pixels_from_tensor(images.to(self.device, self.dtype))
+        return self._forward(pixels, prompts)
+
+    def extra_repr(self) -> str:
+        return f"reward_id={self.reward_id!r}, device={self.device}, dtype={self.dtype}"

@@ -1,0 +1,45 @@
+"""ImageReward (Xu et al. 2023, "ImageReward: Learning and Evaluating Human Preferences for
+Text-to-Image Generation") -- registered but not available in this version of rdbench.
+
+The official model is BLIP (ViT-L image encoder + BERT text encoder with cross-attention) with
+an MLP head: ``reward = (mlp(text_encoder(prompt, image)[CLS]) - 0.16717362830052426) /
+1.0333394966054072``, text truncated to 35 tokens. The ``image-reward`` package imports BLIP
+helpers that recent transformers releases no longer export, so it is not a dependency, and a
+port of its scoring path onto transformers' BLIP (with the checkpoint's key mapping) has not
+been written and verified yet. Loading raises a clear error instead of returning wrong numbers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rdbench.errors import RdbenchError
+from rdbench.rewards.base import Reward, RewardInfo
+
+MEAN = 0.16717362830052426
+STD = 1.0333394966054072
+
+INFO = RewardInfo(
+    name="imagereward",
+    summary="ImageReward v1.0 (BLIP + MLP head) -- NOT AVAILABLE in this rdbench version",
+    source="Xu et al. 2023, arXiv 2304.05977; https://github.com/THUDM/ImageReward",
+    weights=("THUDM/ImageReward: ImageReward.pt, med_config.json",),
+    preprocessing="RGB, bicubic resize to 224 x 224, OpenAI mean/std (BLIP)",
+    scale=f"(mlp(CLS) - {MEAN}) / {STD}: standardised, about -2..2",
+    max_tokens=35,
+    notes="unavailable: the image-reward package does not import with current transformers "
+    "and rdbench's own BLIP port is not written yet",
+)
+
+UNAVAILABLE = (
+    "reward 'imagereward' is not available in this version of rdbench: the official "
+    "`image-reward` package does not import with current transformers (it uses BLIP helpers "
+    "transformers no longer exports) and rdbench's own port onto transformers' BLIP is not "
+    "written yet. Use pickscore, hpsv2, clipscore or aesthetic instead."
+)
+
+
+def load(
+    *, version: str, device: torch.device, dtype: torch.dtype, weights: str | None = None
+) -> Reward:
+    raise RdbenchError(UNAVAILABLE)
