@@ -217,11 +217,11 @@ def _compute(
     pending_rows: list[np.ndarray] = []
     computed = 0
 
-    def flush() -> None:
-        if namespace is not None and pending_keys:
-            namespace.put(list(pending_keys), np.stack(pending_rows))
-        pending_keys.clear()
-        pending_rows.clear()
+    def flush(limit: int = 1) -> None:
+        """Write chunks of at most ``chunk_size`` rows while ``limit`` rows are pending."""
+        while namespace is not None and pending_keys and len(pending_keys) >= limit:
+            namespace.put(pending_keys[:chunk_size], np.stack(pending_rows[:chunk_size]))
+            del pending_keys[:chunk_size], pending_rows[:chunk_size]
 
     bar = tqdm(
         total=len(todo), desc=f"features {extractor.name}", unit="img",
@@ -248,8 +248,7 @@ def _compute(
                         pending_keys.append(digest)
                         pending_rows.append(row)
                     computed += len(batch.positions)
-                    if len(pending_keys) >= chunk_size:
-                        flush()
+                    flush(limit=chunk_size)
                 bar.update(len(batch.positions) + len(batch.errors))
     finally:
         bar.close()
