@@ -23,11 +23,16 @@ already scanned directory is reported as a symlink loop.
 ``manifest.jsonl`` at its root, that folder is the root. Members with absolute paths, ``..``
 or symlink members are refused; ``__MACOSX`` and hidden members are ignored.
 
+Image files that the manifest does not list are ignored.
+
 **Errors.** Problems with the manifest text itself (invalid JSON or UTF-8, missing fields,
 wrong types, paths leaving the root, duplicates) always raise :class:`RdbenchError` naming
 the line. Problems with single files (missing, unreadable, not a regular file, symlink loop,
 unsafe zip member) raise too, listing every bad file, unless ``on_error="skip"``: then they
 are listed in :attr:`ImageSet.skipped` and left out. A set with no usable image raises.
+Files are decoded later (:meth:`ImageSet.load`, :meth:`ImageSet.iter_rgb`), where corrupt
+images raise :class:`~rdbench.images.ImageDecodeError` or, when skipping, join ``skipped``.
+Files over :data:`MAX_FILE_BYTES` (1 GiB) are refused before reading.
 
 **Identity.** :attr:`ImageSet.manifest_sha256` is the sha256 of the manifest's bytes; for a
 set without manifest it is the sha256 of the sorted relative paths joined by ``\\n`` (UTF-8,
@@ -65,6 +70,16 @@ OnError = Literal["raise", "skip"]
 ON_ERROR_CHOICES: tuple[str, ...] = ("raise", "skip")
 _KNOWN_FIELDS = ("path", "prompt_id", "prompt", "seed", "category", "meta")
 _MAX_LISTED = 10
+#: Larger files are refused before reading (a zip member's size is its declared size).
+MAX_FILE_BYTES = 1 << 30
+
+
+def _check_file_size(size: int, location: str) -> None:
+    if size > MAX_FILE_BYTES:
+        raise RdbenchError(
+            f"{location!r}: file is {size:,} bytes, over rdbench.imageset.MAX_FILE_BYTES "
+            f"({MAX_FILE_BYTES:,}); no image file should be that large"
+        )
 
 
 @dataclass(frozen=True)
@@ -145,11 +160,17 @@ class _Folder:
             st = os.stat(directory)
             ident = (st.st_dev, st.st_ino)
             if ident in seen:
-                problems.append((rel, f"symlink loop: leads back to {seen[ident] or '.'!r}"))
+                problems.append(
+                    (
+                        rel,
+                        f"symlink loop: this folder was already scanned as {seen[ident] or '.'!r}",
+                    )
+                )
                 return
             seen[ident] = rel
             try:
-                names = sorted(entry.name for entry in os.scandir(directory))
+                with os.scandir(directory) as entries:
+                    names = sorted(entry.name for entry in entries)
             except OSError as exc:
                 problems.append((rel or ".", f"cannot list the folder ({exc.strerror})"))
                 return
@@ -186,7 +207,9 @@ class _Folder:
 
     def read(self, key: str) -> bytes:
         try:
-            return (self.root / key).read_bytes()
+            with open(self.root / key, "rb") as fh:
+                _check_file_size(os.fstat(fh.fileno()).st_size, self.location(key))
+                return fh.read()
         except OSError as exc:
             raise RdbenchError(f"cannot read {self.location(key)!r}: {exc.strerror}") from None
 
@@ -250,7 +273,9 @@ class _Zip:
 
     def read(self, key: str) -> bytes:
         try:
-            return self.zip.read(self.members[key])
+            info = self.members[key]
+            _check_file_size(info.file_size, self.location(key))
+            return self.zip.read(info)
         except (KeyError, zipfile.BadZipFile, OSError, EOFError) as exc:
             raise RdbenchError(f"cannot read {self.location(key)!r}: {exc}") from None
 

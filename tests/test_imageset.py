@@ -435,3 +435,16 @@ def test_write_manifest_keeps_undecodable_names(tmp_path):
 def test_item_defaults():
     item = ImageItem(key="x.png")
     assert item.pair_key is None and item.meta == {}
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path, monkeypatch):
+    import rdbench.imageset as imageset
+
+    root = make_plain_folder(tmp_path / "s", 1, size=(8, 8))
+    archive = zip_folder(root, tmp_path / "s.zip")
+    size = (root / "img_000.png").stat().st_size
+    monkeypatch.setattr(imageset, "MAX_FILE_BYTES", size - 1)  # a limit, not the math under test
+    for path in (root, archive):
+        s = ImageSet.open(path)
+        with pytest.raises(RdbenchError, match=f"file is {size:,} bytes, over"):
+            s.read_bytes(s.items[0])
