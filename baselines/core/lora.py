@@ -1,0 +1,150 @@
+"""LoRA through peft on any ``nn.Module``: add, freeze, scale, disable, save and load.
+
+The same calls work for a diffusers UNet (``unet.add_adapter`` uses the same peft injection)
+and for the toy MLP. LoRA computes ``W x + s * B A x`` with ``s = lora_alpha / r``; the
+inference scale ``alpha'`` multiplies ``s``, so ``alpha' = 0`` is the base model exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import (
+    LoraConfig,
+    get_peft_model_state_dict,
+    inject_adapter_in_model,
+    set_peft_model_state_dict,
+)
+from peft.tuners.lora import LoraLayer
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from rdbench.errors import RdbenchError
+from rdbench.hub import atomic_write_bytes
+
+ADAPTER = "default"
+
+
+def add_lora(
+    model: nn.Module,
+    target_modules: Sequence[str],
+    *,
+    rank: int = 8,
+    alpha: float | None = None,
+    init: bool | str = True,
+    adapter_name: str = ADAPTER,
+) -> nn.Module:
+    """Inject LoRA layers in place (``init=True``: B = 0, so the model starts as the base).
+
+    Every non-LoRA parameter is frozen; only ``lora_`` parameters train.
+    """
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=rank if alpha is None else alpha,
+        target_modules=list(target_modules),
+        init_lora_weights=init,
+    )
+    inject_adapter_in_model(config, model, adapter_name=adapter_name)
+    for name, param in model.named_parameters():
+        param.requires_grad_("lora_" in name)
+    return model
+
+
+def lora_layers(model: nn.Module) -> list[LoraLayer]:
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    if not layers:
+        raise RdbenchError("the model has no LoRA layers; call baselines.core.lora.add_lora first")
+    return layers
+
+
+def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The trainable LoRA parameters (what the optimizer sees)."""
+    return [p for n, p in model.named_parameters() if "lora_" in n and p.requires_grad]
+
+
+@contextmanager
+def adapters_disabled(model: nn.Module) -> Iterator[None]:
+    """Run the base model from the same network: no second copy in memory."""
+    layers = lora_layers(model)
+    grads = {id(p): p.requires_grad for m in layers for p in m.parameters()}
+    previous = [m.disable_adapters for m in layers]
+    for m in layers:
+        m.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for m, was_disabled in zip(layers, previous, strict=True):
+            m.enable_adapters(not was_disabled)
+            for p in m.parameters():
+                p.requires_grad_(grads[id(p)])
+
+
+@contextmanager
+def lora_scale(model: nn.Module, scale: float) -> Iterator[None]:
+    """Multiply every LoRA residual by ``scale`` (``alpha'``) inside the block.
+
+    ``scale = 0`` gives ``W x + 0 * (B A x) == W x`` bit for bit; ``scale = 1`` is unchanged.
+    """
+    layers = lora_layers(model)
+    saved = [dict(m.scaling) for m in layers]
+    for m in layers:
+        for key in m.scaling:
+            m.scaling[key] = m.scaling[key] * float(scale)
+    try:
+        yield
+    finally:
+        for m, scaling in zip(layers, saved, strict=True):
+            m.scaling.update(scaling)
+
+
+def active_adapter(model: nn.Module) -> str:
+    return lora_layers(model)[0].active_adapters[0]
+
+
+def save_lora(model: nn.Module, path: str | Path, recipe: dict[str, Any]) -> Path:
+    """Write the LoRA weights as safetensors and ``<path>.json`` with the recipe that made them."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = get_peft_model_state_dict(model, adapter_name=active_adapter(model))
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path))
+    meta = json.dumps(recipe, indent=2, sort_keys=True, default=str).encode()
+    atomic_write_bytes(recipe_path(path), meta)
+    return path
+
+
+def recipe_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def load_lora(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load LoRA weights saved by :func:`save_lora` into a model with the same LoRA layers.
+
+    Returns the recipe. Missing or unexpected LoRA keys raise :class:`RdbenchError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RdbenchError(f"LoRA weights {path} not found; train an adapter first")
+    state = load_file(str(path))
+    adapter = active_adapter(model)
+    expected = set(get_peft_model_state_dict(model, adapter_name=adapter))
+    if set(state) != expected:
+        diff = sorted(set(state) ^ expected)[:5]
+        raise RdbenchError(f"LoRA file {path} does not match the model's LoRA layers: {diff}")
+    result = set_peft_model_state_dict(model, state, adapter_name=adapter)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise RdbenchError(f"LoRA file {path} has keys the model lacks: {unexpected[:5]}")
+    rp = recipe_path(path)
+    return json.loads(rp.read_text()) if rp.is_file() else {}
+
+
+def lora_norm(model: nn.Module) -> float:
+    """Frobenius norm of all LoRA B matrices (0 for a fresh ``init=True`` adapter)."""
+    with torch.no_grad():
+        return float(sum((p**2).sum() for n, p in model.named_parameters() if "lora_B" in n) ** 0.5)
