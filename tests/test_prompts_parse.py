@@ -119,7 +119,9 @@ def test_extra_columns_go_to_meta_and_quotes_stay_in_tsv(tmp_path):
 def test_malformed_tsv_row_names_the_line(tmp_path):
     path = tmp_path / "bad.tsv"
     path.write_text("Prompt\tCategory\na cat\tanimals\na dog\n", encoding="utf-8")
-    with pytest.raises(RdbenchError, match=r"bad.tsv:3: malformed row with 1 field\(s\), expected 2"):
+    with pytest.raises(
+        RdbenchError, match=r"bad.tsv:3: malformed row with 1 field\(s\), expected 2"
+    ):
         read_user_file(path)
 
 

@@ -23,9 +23,7 @@ SIZES = {"animals": 50, "food": 31, "rare": 7, "single": 1}
 
 def _prompts(sizes=SIZES, suite="s"):
     records = [
-        Record(text=f"{cat} prompt {i}", category=cat)
-        for cat, n in sizes.items()
-        for i in range(n)
+        Record(text=f"{cat} prompt {i}", category=cat) for cat, n in sizes.items() for i in range(n)
     ]
     return build_prompts(suite, records)
 

@@ -55,8 +55,12 @@ def test_partiprompts_published_counts(parti):
     assert suite.sources[0].sha256 == PARTI_FILE.sha256 and suite.sources[0].verified
     # quotes inside prompts survive (the TSV is read with quoting off)
     raw_lines = parti.read_text(encoding="utf-8").splitlines()[1:]
-    assert sum('"' in p.text for p in suite) == sum('"' in line.split("\t")[0] for line in raw_lines)
-    assert sum(p.note is not None for p in suite) == sum(bool(line.split("\t")[3]) for line in raw_lines)
+    assert sum('"' in p.text for p in suite) == sum(
+        '"' in line.split("\t")[0] for line in raw_lines
+    )
+    assert sum(p.note is not None for p in suite) == sum(
+        bool(line.split("\t")[3]) for line in raw_lines
+    )
 
 
 def test_drawbench_published_counts(drawbench):

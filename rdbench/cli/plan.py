@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -45,7 +46,7 @@ def command(suite: str, images_per_prompt: int, seed: int, out: str, **kwargs: A
     """
     selected = load_selection(suite, _split_selection(kwargs))
     lines = make_plan(selected, images_per_prompt=images_per_prompt, seed=seed)
-    write_plan(lines, click.get_text_stream("stdout") if out == "-" else out)
+    write_plan(lines, sys.stdout if out == "-" else out)
     click.echo(
         f"plan: {len(selected)} prompts x {images_per_prompt} images = {len(lines)} lines"
         + ("" if out == "-" else f" -> {out}"),
