@@ -482,8 +482,10 @@ class ImageSet:
         return f"ImageSet({str(self.root)!r}, {len(self)} images, {kind})"
 
     def describe(self, item: ImageItem | str) -> str:
-        """The item's location for messages (quoted with ``repr``, so always printable)."""
-        return repr(self._source.location(item if isinstance(item, str) else item.key))
+        """The item's location (path, or ``archive.zip:member``) for messages and for
+        :func:`~rdbench.images.decode_rgb`'s ``name``. It may hold surrogate escapes of
+        undecodable file-name bytes, so format it with ``repr`` (``{name!r}``) to print."""
+        return self._source.location(item if isinstance(item, str) else item.key)
 
     def read_bytes(self, item: ImageItem | str) -> bytes:
         """The raw bytes of one image; :class:`RdbenchError` naming the file if unreadable."""
@@ -492,7 +494,7 @@ class ImageSet:
     def load(self, item: ImageItem | str, *, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
         """One image decoded to RGB by :func:`rdbench.images.decode_rgb`."""
         key = item if isinstance(item, str) else item.key
-        return decode_rgb(self.read_bytes(key), self._source.location(key), max_pixels=max_pixels)
+        return decode_rgb(self.read_bytes(key), self.describe(key), max_pixels=max_pixels)
 
     def iter_rgb(
         self, *, on_error: OnError = "raise", max_pixels: int | None = MAX_PIXELS
@@ -506,7 +508,7 @@ class ImageSet:
                 if on_error == "raise":
                     raise
                 if all(key != item.key for key, _ in self.skipped):
-                    reason = str(exc).removeprefix(f"{self.describe(item)}: ")
+                    reason = str(exc).removeprefix(f"{self.describe(item)!r}: ")
                     self.skipped.append((item.key, reason))
                 continue
             yield item, image

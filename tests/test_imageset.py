@@ -178,7 +178,8 @@ def test_non_utf8_and_space_file_names_round_trip(tmp_path):
     assert keys == ["caf\udce9.png", "with space.png"]
     assert os.fsencode(keys[0]) == b"caf\xe9.png"
     assert s.read_bytes(s.items[0]) == Path(os.fsdecode(raw)).read_bytes()
-    s.describe(s.items[0]).encode("utf-8")  # printable
+    assert os.fsencode(s.describe(s.items[0])) == raw
+    repr(s.describe(s.items[0])).encode("utf-8")  # printable once quoted
     assert s.load(s.items[0]).size == (8, 8)
 
 
