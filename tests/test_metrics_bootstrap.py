@@ -1,0 +1,178 @@
+"""Bootstrap intervals: coverage in simulation, pairing by prompt, fast path parity, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rdbench.errors import RdbenchError
+from rdbench.metrics.bootstrap import (
+    Interval,
+    bootstrap_ci,
+    mean_ci,
+    paired_bootstrap_diff,
+    paired_mean_diff,
+)
+
+
+def _prompt_data(rng: np.random.Generator, n_prompts: int, per_prompt: int, spread: float):
+    """Values with a shared per-prompt effect (intra-prompt correlation); true mean 0."""
+    effects = rng.normal(scale=spread, size=n_prompts)
+    groups = np.repeat(np.arange(n_prompts), per_prompt)
+    return effects[groups] + rng.normal(size=groups.size), groups
+
+
+def test_percentile_interval_covers_the_true_mean():
+    rng = np.random.default_rng(0)
+    hits = [
+        (iv.low <= 0.0 <= iv.high)
+        for iv in (mean_ci(rng.normal(size=60), n_resamples=400, seed=s) for s in range(200))
+    ]
+    assert 0.9 <= np.mean(hits) <= 0.99
+
+
+def test_cluster_bootstrap_covers_where_row_bootstrap_does_not():
+    """With prompt effects, resampling rows ignores the correlation and undercovers."""
+    rng = np.random.default_rng(1)
+    by_prompt, by_row = [], []
+    for s in range(200):
+        values, groups = _prompt_data(rng, n_prompts=20, per_prompt=5, spread=2.0)
+        cluster = mean_ci(values, groups, n_resamples=300, seed=s)
+        naive = mean_ci(values, n_resamples=300, seed=s)
+        by_prompt.append(cluster.low <= 0.0 <= cluster.high)
+        by_row.append(naive.low <= 0.0 <= naive.high)
+    assert 0.88 <= np.mean(by_prompt) <= 0.99  # 20 clusters: slightly below nominal is normal
+    assert np.mean(by_row) < 0.75
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_fast_mean_path_equals_generic_path(grouped):
+    rng = np.random.default_rng(2)
+    values, groups = _prompt_data(rng, n_prompts=15, per_prompt=3, spread=1.0)
+    groups = groups if grouped else None
+    fast = mean_ci(values, groups, n_resamples=300, seed=7)
+    slow = bootstrap_ci(np.mean, values, groups=groups, n_resamples=300, seed=7)
+    assert fast.estimate == pytest.approx(slow.estimate, abs=1e-12)
+    assert (fast.low, fast.high) == pytest.approx((slow.low, slow.high), abs=1e-12)
+    other = values + rng.normal(size=values.size)
+    fast_d = paired_mean_diff(values, other, groups, groups, n_resamples=300, seed=7)
+    slow_d = paired_bootstrap_diff(np.mean, values, other, groups, groups, n_resamples=300, seed=7)
+    assert (fast_d.low, fast_d.high) == pytest.approx((slow_d.low, slow_d.high), abs=1e-12)
+
+
+def test_paired_identical_sets_give_zero_width():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 4))
+    groups = np.repeat(np.arange(10), 4)
+
+    def spread(a):
+        return float(np.trace(np.cov(a, rowvar=False)))
+
+    iv = paired_bootstrap_diff(spread, x, x.copy(), groups, groups, n_resamples=200)
+    assert (iv.estimate, iv.low, iv.high, iv.width) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_pairs_are_kept_by_prompt_id_not_row_position():
+    """b holds -a for every prompt, in a shuffled row order and with more rows per prompt."""
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=30)
+    ga = np.repeat(np.arange(10), 3)
+    gb = np.concatenate([ga, ga])
+    b = np.concatenate([-a, -a]) / 2.0
+    perm = rng.permutation(b.size)
+    b, gb = b[perm], gb[perm]
+    iv = bootstrap_ci(lambda x, y: x.sum() + y.sum(), a, b, groups=[ga, gb], n_resamples=200)
+    assert iv.low == pytest.approx(0.0, abs=1e-12) and iv.high == pytest.approx(0.0, abs=1e-12)
+    unpaired = bootstrap_ci(
+        lambda x, y: x.sum() + y.sum(), a, b, groups=[ga, gb], independent=True, n_resamples=200
+    )
+    assert unpaired.width > 1.0
+
+
+def test_pairing_narrows_the_interval_of_a_difference():
+    rng = np.random.default_rng(5)
+    a, groups = _prompt_data(rng, n_prompts=30, per_prompt=4, spread=3.0)
+    b = a + 0.2 + 0.1 * rng.normal(size=a.size)  # same prompts and seeds, small method effect
+    paired = paired_bootstrap_diff(np.mean, b, a, groups, groups, n_resamples=500)
+    unpaired = bootstrap_ci(
+        lambda x, y: np.mean(x) - np.mean(y),
+        b,
+        a,
+        groups=[groups, groups],
+        independent=True,
+        n_resamples=500,
+    )
+    assert paired.estimate == pytest.approx(unpaired.estimate)
+    assert paired.low <= paired.estimate <= paired.high
+    assert paired.low > 0.0  # the effect is detected only when pairing is used
+    assert unpaired.low < 0.0
+    assert paired.width < 0.2 * unpaired.width
+
+
+def test_determinism_and_seed():
+    values = np.random.default_rng(6).normal(size=50)
+    first = bootstrap_ci(np.median, values, n_resamples=100, seed=3)
+    assert first == bootstrap_ci(np.median, values, n_resamples=100, seed=3)
+    assert first != bootstrap_ci(np.median, values, n_resamples=100, seed=4)
+
+
+def test_interval_fields_and_confidence():
+    values = np.random.default_rng(7).normal(size=80)
+    wide = mean_ci(values, confidence=0.99, n_resamples=500)
+    narrow = mean_ci(values, confidence=0.5, n_resamples=500)
+    assert narrow.low > wide.low and narrow.high < wide.high
+    d = wide.to_dict()
+    assert d == {
+        "estimate": wide.estimate,
+        "low": wide.low,
+        "high": wide.high,
+        "n_resamples": 500,
+        "confidence": 0.99,
+    }
+    assert isinstance(wide, Interval) and wide.estimate == pytest.approx(values.mean())
+
+
+def test_set_metric_on_feature_rows():
+    """A set-level metric of 2-D arrays with different numbers of images per prompt."""
+    rng = np.random.default_rng(8)
+    a = rng.normal(size=(20, 3))
+    b = rng.normal(size=(30, 3))
+    ga, gb = np.repeat(np.arange(10), 2), np.repeat(np.arange(10), 3)
+
+    def mean_gap(x, y):
+        return float(np.linalg.norm(x.mean(0) - y.mean(0)))
+
+    iv = bootstrap_ci(mean_gap, a, b, groups=[ga, gb], n_resamples=100)
+    assert iv.estimate == pytest.approx(mean_gap(a, b))
+    assert iv.low < iv.high
+
+
+NAN = np.array([1.0, np.nan, 2.0])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: mean_ci(NAN), "NaN"),
+        (lambda: mean_ci(np.array([1.0, np.inf])), "infinite"),
+        (lambda: mean_ci(np.ones((3, 2))), "1-D"),
+        (lambda: mean_ci(np.ones(1)), "at least 2"),
+        (lambda: mean_ci(np.ones(4), groups=[0, 0, 0, 0]), "2 distinct groups"),
+        (lambda: mean_ci(np.ones(4), groups=[0, 1]), "one group id per row"),
+        (lambda: mean_ci(np.ones(4), confidence=1.5), "confidence"),
+        (lambda: mean_ci(np.ones(4), n_resamples=1), "n_resamples"),
+        (lambda: paired_mean_diff(np.ones(4), np.ones(5)), "same number of rows"),
+        (lambda: paired_mean_diff(np.ones(4), np.ones(4), [0, 0, 1, 1], [0, 0, 2, 2]), "same"),
+        (lambda: bootstrap_ci(np.mean, NAN), "NaN"),
+        (lambda: bootstrap_ci(np.mean, np.float64(3.0)), "scalar"),
+        (lambda: bootstrap_ci(np.mean), "at least one array"),
+        (lambda: bootstrap_ci(lambda x: float("nan"), np.ones(4)), "finite"),
+        (lambda: bootstrap_ci(lambda x: "high", np.ones(4)), "return a number"),
+        (lambda: bootstrap_ci(np.mean, np.ones(4), np.ones(3)), "same number of rows"),
+        (lambda: paired_bootstrap_diff(np.mean, np.ones(4), np.ones(3)), "same number of rows"),
+        (lambda: paired_bootstrap_diff(np.mean, np.ones(4), np.ones(4), [0, 1, 2, 3]), "same"),
+    ],
+)
+def test_bad_input(call, message):
+    with pytest.raises(RdbenchError, match=message):
+        call()
