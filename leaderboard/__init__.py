@@ -1,0 +1,1 @@
+"""The rdbench leaderboard: a Streamlit app over a folder of validated result files."""
