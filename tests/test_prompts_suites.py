@@ -36,6 +36,10 @@ DRAWBENCH_CATEGORIES = {
 }  # fmt: skip
 
 
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()[1:]
+
+
 @pytest.fixture
 def parti(shared_data):
     return shared_data / "PartiPrompts.tsv"
@@ -80,6 +84,15 @@ def test_real_files_duplicate_figures_in_data_cards(parti, drawbench):
     [pair] = duplicate_groups(parti_texts, loose=True)
     assert parti_texts[pair[0]].rstrip(".") == parti_texts[pair[1]].rstrip(".")
     assert duplicate_groups(draw_texts, loose=True) == []
+    groups = duplicate_groups(parti_texts + draw_texts, loose=True)
+    [cross] = [g for g in groups if g[-1] >= len(parti_texts)]
+    assert len(groups) == 2 and cross[0] < len(parti_texts) <= cross[1]
+    assert duplicate_groups(parti_texts + draw_texts) == []
+    words = sorted(len(t.split()) for t in parti_texts)
+    assert (words[0], words[len(words) // 2], words[-1]) == (1, 8, 67)
+    words = sorted(len(t.split()) for t in draw_texts)
+    assert (words[0], words[len(words) // 2], words[-1]) == (1, 9, 51)
+    assert sum(p != p.strip() for p in (line.split("\t")[0] for line in _lines(parti))) == 10
 
 
 def test_ids_stable_across_reloads_sources_and_row_order(parti, drawbench, tmp_path, monkeypatch):
