@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -98,7 +98,7 @@ class PromptSuite:
         return _counts(p.challenge for p in self.prompts)
 
 
-def _counts(values) -> dict[str, int]:
+def _counts(values: Iterable[str | None]) -> dict[str, int]:
     counts = Counter(v for v in values if v)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
