@@ -115,6 +115,8 @@ def show(df, entries: list[board.Entry]) -> None:
         st.warning("No results with both a reward and a diversity metric for these filters.")
         return
     view = board.select(df, reward, f"{diversity}/{extractor}")
+    if view.rows["toy"].any():
+        st.caption("Results marked toy=True come from rdbench's toy testbed, not from images.")
     st.plotly_chart(board.figure(view, log_y=log_y), key="chart")
 
     st.subheader("Hypervolume ranking")

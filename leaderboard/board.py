@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 from rdbench.frontier import frontier_area, frontier_line, pareto_front, reference_point
 from rdbench.results import METRICS, Result, split_key
@@ -27,7 +28,7 @@ from rdbench.results import METRICS, Result, split_key
 DIVERSITY_AXES = ("fid", "recall", "prompt_vendi", "scd", "coverage")
 REFERENCE_MARGIN = 0.05  # the shared hypervolume reference: nadir pushed 5% of the range out
 PARETO_TRACE = "Pareto set (all methods)"
-SERIES_COLUMNS = ("series", "method", "regularizer", "submitter")
+PALETTE = qualitative.D3
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,8 @@ def figure(view: View, *, log_y: bool = False) -> go.Figure:
     Pareto set drawn on top as its own trace named ``PARETO_TRACE``."""
     fig = go.Figure()
     rows = view.rows
-    for series, group in rows.groupby("series", sort=True):
+    for k, (series, group) in enumerate(rows.groupby("series", sort=True)):
+        color = PALETTE[k % len(PALETTE)]
         group = group.iloc[
             frontier_line(group[[view.x, view.y]], list(group["strength"].map(_opt)))
         ]
@@ -190,7 +192,11 @@ def figure(view: View, *, log_y: bool = False) -> go.Figure:
                 hovertemplate="%{text}<br>x=%{x:.4g}<br>y=%{y:.4g}<extra></extra>",
                 error_x=_errors(group, view.x),
                 error_y=_errors(group, view.y),
-                marker={"symbol": ["star" if u else "circle" for u in group["uploaded"]]},
+                line={"color": color},
+                marker={
+                    "color": color,
+                    "symbol": ["star" if u else "circle" for u in group["uploaded"]],
+                },
             )
         )
     front = rows.iloc[view.pareto()]

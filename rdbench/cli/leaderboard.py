@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from importlib.util import find_spec
 from pathlib import Path
@@ -36,7 +35,7 @@ def app_path() -> Path:
 @click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.argument("streamlit_args", nargs=-1, type=click.UNPROCESSED)
-def command(store: Path | None, port: int, address: str, streamlit_args: tuple[str, ...]) -> int:
+def command(store: Path | None, port: int, address: str, streamlit_args: tuple[str, ...]) -> None:
     """Launch the leaderboard in Streamlit; extra arguments go to ``streamlit run``."""
     if find_spec("streamlit") is None:
         raise RdbenchError("the leaderboard needs streamlit: pip install 'rdbench[leaderboard]'")
@@ -46,4 +45,6 @@ def command(store: Path | None, port: int, address: str, streamlit_args: tuple[s
     cmd = [sys.executable, "-m", "streamlit", "run", str(app_path())]
     cmd += ["--server.port", str(port), "--server.address", address, *streamlit_args]
     click.echo(f"rdbench: serving the leaderboard on http://{address}:{port}", err=True)
-    return subprocess.call(cmd, env=env)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, cmd, env)  # become streamlit: signals reach the server directly
