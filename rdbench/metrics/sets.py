@@ -27,7 +27,7 @@ class MetricOptions:
     kid_subset_size: int = defaults.KID_SUBSET_SIZE
     scd_top_k: int | None = None
     seed: int = defaults.SEED
-    device: str | None = None
+    device: str | None = None  # k-NN metrics' torch device; None = CPU
 
 
 def _fid(ref: np.ndarray, gen: np.ndarray, o: MetricOptions) -> dict[str, float]:
@@ -39,14 +39,14 @@ def _fid(ref: np.ndarray, gen: np.ndarray, o: MetricOptions) -> dict[str, float]
 def _precision_recall(ref: np.ndarray, gen: np.ndarray, o: MetricOptions) -> dict[str, float]:
     from rdbench.metrics.manifold import precision_recall
 
-    p, r = precision_recall(ref, gen, k=o.pr_k, device=o.device)
+    p, r = precision_recall(ref, gen, k=o.pr_k, device=o.device or "cpu")
     return {"precision": p, "recall": r}
 
 
 def _density_coverage(ref: np.ndarray, gen: np.ndarray, o: MetricOptions) -> dict[str, float]:
     from rdbench.metrics.manifold import density_coverage
 
-    d, c = density_coverage(ref, gen, k=o.dc_k, device=o.device)
+    d, c = density_coverage(ref, gen, k=o.dc_k, device=o.device or "cpu")
     return {"density": d, "coverage": c}
 
 
