@@ -25,7 +25,7 @@ TINY_CLIP_MODEL = "rdbench-tiny-clip"
 TINY_CLIP_CONFIG = {
     "embed_dim": 16,
     "quick_gelu": True,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16},
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
 }
 

@@ -4,7 +4,7 @@ Features are ``pooler_output``: the CLS token after the final layer norm (what D
 ``forward_features()["x_norm_clstoken"]`` returns, the representation used for FD_DINOv2 by
 Stein et al. 2023), not L2-normalised. Preprocessing follows the repository's
 ``preprocessor_config.json`` (``BitImageProcessor``): bicubic shorter side to 256, center crop
-224, ``/ 255``, ImageNet mean/std. The folder is found through
+224 (resize mode ``hf_resize_center_crop``), ``/ 255``, ImageNet mean/std. The folder is found through
 :func:`rdbench.hub.resolve_folder` (argument, ``RDBENCH_FILE_DINOV2_BASE``, cache, Hub).
 """
 
@@ -58,7 +58,7 @@ class Dinov2Extractor(FeatureExtractor):
     """transformers ``Dinov2Model``; features = ``pooler_output`` (layer-normed CLS token)."""
 
     name = "dinov2"
-    resize_mode = "resize_center_crop"
+    resize_mode = "hf_resize_center_crop"
     default_metrics = DINOV2_METRICS
 
     def __init__(self, folder: Path, device: torch.device) -> None:

@@ -13,10 +13,13 @@ Every mode maps an ``H x W x 3`` uint8 array to an ``S x S x 3`` float32 array w
 - ``legacy_tensorflow``: no resize outside the network; the TorchScript Inception resizes
   inside (clean-fid's ``build_resizer("legacy_tensorflow")``, as in the TF FID code). All
   images of a batch must then share one size.
-- ``resize_center_crop``: the CLIP / DINOv2 processors' geometry: resize the shorter side to
-  ``resize_to`` (default ``S``) with PIL bicubic on uint8, then center-crop ``S x S``
-  (open_clip ``resize_mode="shortest"``; transformers ``BitImageProcessor`` with
-  ``shortest_edge`` and ``crop_size``).
+- ``resize_center_crop``: open_clip's geometry (``resize_mode="shortest"``): resize the
+  shorter side to ``resize_to`` (default ``S``) with PIL bicubic on uint8, then torchvision's
+  ``center_crop`` to ``S x S`` (crop offsets rounded).
+- ``hf_resize_center_crop``: the same as transformers' PIL ``BitImageProcessor`` (DINOv2):
+  shorter side to ``resize_to`` with PIL bicubic, center crop with offsets
+  ``int((W - S) / 2)`` (floored). transformers' default torchvision backend resizes tensors
+  instead of PIL images, which differs by a few grey levels at edges.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def _legacy_tensorflow(size: int, resize_to: int | None) -> Resizer:
     return lambda x: x
 
 
-def _resize_center_crop(size: int, resize_to: int | None) -> Resizer:
+def _crop_resizer(size: int, resize_to: int | None, *, floor_offsets: bool) -> Resizer:
     from PIL import Image
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as tvf
@@ -69,9 +72,22 @@ def _resize_center_crop(size: int, resize_to: int | None) -> Resizer:
 
     def fn(x: np.ndarray) -> np.ndarray:
         img = tvf.resize(Image.fromarray(x), shorter, interpolation=InterpolationMode.BICUBIC)
-        return np.asarray(tvf.center_crop(img, [size, size]), dtype=np.float32)
+        if floor_offsets:  # transformers: int((W - S) / 2); torchvision rounds instead
+            left, top = int((img.width - size) / 2), int((img.height - size) / 2)
+            img = img.crop((left, top, left + size, top + size))
+        else:
+            img = tvf.center_crop(img, [size, size])
+        return np.asarray(img, dtype=np.float32)
 
     return fn
+
+
+def _resize_center_crop(size: int, resize_to: int | None) -> Resizer:
+    return _crop_resizer(size, resize_to, floor_offsets=False)
+
+
+def _hf_resize_center_crop(size: int, resize_to: int | None) -> Resizer:
+    return _crop_resizer(size, resize_to, floor_offsets=True)
 
 
 for _mode in (
@@ -82,8 +98,13 @@ for _mode in (
     ),
     ResizeMode(
         "resize_center_crop",
-        "CLIP/DINOv2 processors: bicubic shorter side, center crop",
+        "open_clip: bicubic shorter side, center crop (torchvision)",
         _resize_center_crop,
+    ),
+    ResizeMode(
+        "hf_resize_center_crop",
+        "transformers processors: bicubic shorter side, center crop (floor offsets)",
+        _hf_resize_center_crop,
     ),
 ):
     RESIZE_MODES.register(_mode.name, _mode)
