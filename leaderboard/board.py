@@ -38,6 +38,11 @@ class Entry:
     source: str
     result: Result
     uploaded: bool = False
+    digest: str = ""  # the result's short hash, filled on creation (hashing is not free)
+
+    def __post_init__(self) -> None:
+        if not self.digest:
+            object.__setattr__(self, "digest", self.result.short_hash())
 
 
 def series_label(result: Result) -> str:
@@ -70,7 +75,7 @@ def to_rows(entries: Iterable[Entry]) -> pd.DataFrame:
             "code": r.links.code,
             "weights": r.links.weights,
             "source": e.source,
-            "hash": r.short_hash(),
+            "hash": e.digest,
         }
         for key, m in r.metrics.items():
             row |= {key: m.value, f"{key} low": m.low, f"{key} high": m.high}
@@ -160,67 +165,73 @@ def _errors(rows: pd.DataFrame, key: str) -> dict | None:
 
 
 def _hover(rows: pd.DataFrame) -> list[str]:
-    def one(r: pd.Series) -> str:
-        strength = "" if pd.isna(r["strength"]) else f"{r['strength']:g}"
-        parts = [
-            f"{r['series']}",
-            f"{r['regularizer'] or 'strength'} = {strength or 'n/a'}",
-            f"submission: {r['source']}",
-        ]
-        return "<br>".join(html.escape(p) for p in parts)
+    """Escaped hover lines: series, the hyperparameter (named by the regulariser), file."""
+    out = []
+    for series, reg, strength, source in zip(
+        rows["series"], rows["regularizer"], rows["strength"], rows["source"], strict=True
+    ):
+        value = "n/a" if pd.isna(strength) else f"{strength:g}"
+        parts = (str(series), f"{reg or 'strength'} = {value}", f"submission: {source}")
+        out.append("<br>".join(html.escape(p) for p in parts))
+    return out
 
-    return [one(r) for _, r in rows.iterrows()]
+
+def _trace(rows: pd.DataFrame, view: View, name: str, **style: object) -> dict:
+    return {
+        "type": "scatter",
+        "x": rows[view.x].tolist(),
+        "y": rows[view.y].tolist(),
+        "mode": "lines+markers",
+        "name": html.escape(name),
+        "text": _hover(rows),
+        **style,
+    }
 
 
 def figure(view: View, *, log_y: bool = False) -> go.Figure:
     """A scatter per series, connected in order of strength, with error bars; the overall
-    Pareto set drawn on top as its own trace named ``PARETO_TRACE``."""
-    fig = go.Figure()
-    rows = view.rows
+    Pareto set drawn on top as its own trace named ``PARETO_TRACE``.
+
+    Built from plain dicts without plotly's per-property validation (Streamlit validates
+    the whole figure once when it serialises it).
+    """
+    rows, traces = view.rows, []
     for k, (series, group) in enumerate(rows.groupby("series", sort=True)):
         color = PALETTE[k % len(PALETTE)]
-        group = group.iloc[
-            frontier_line(group[[view.x, view.y]], list(group["strength"].map(_opt)))
-        ]
-        fig.add_trace(
-            go.Scatter(
-                x=group[view.x].tolist(),
-                y=group[view.y].tolist(),
-                mode="lines+markers",
-                name=html.escape(str(series)),
-                text=_hover(group),
-                hovertemplate="%{text}<br>x=%{x:.4g}<br>y=%{y:.4g}<extra></extra>",
-                error_x=_errors(group, view.x),
-                error_y=_errors(group, view.y),
-                line={"color": color},
-                marker={
-                    "color": color,
-                    "symbol": ["star" if u else "circle" for u in group["uploaded"]],
-                },
-            )
+        order = frontier_line(group[[view.x, view.y]], list(group["strength"].map(_opt)))
+        group = group.iloc[order]
+        trace = _trace(
+            group,
+            view,
+            str(series),
+            hovertemplate="%{text}<br>x=%{x:.4g}<br>y=%{y:.4g}<extra></extra>",
+            line={"color": color},
+            marker={
+                "color": color,
+                "symbol": np.where(group["uploaded"], "star", "circle").tolist(),
+            },
         )
-    front = rows.iloc[view.pareto()]
-    fig.add_trace(
-        go.Scatter(
-            x=front[view.x].tolist(),
-            y=front[view.y].tolist(),
-            mode="lines+markers",
-            name=PARETO_TRACE,
-            text=_hover(front),
+        for axis, key in (("error_x", view.x), ("error_y", view.y)):
+            if (bars := _errors(group, key)) is not None:
+                trace[axis] = bars
+        traces.append(trace)
+    traces.append(
+        _trace(
+            rows.iloc[view.pareto()],
+            view,
+            PARETO_TRACE,
             hovertemplate="%{text}<extra>Pareto</extra>",
             line={"dash": "dot", "color": "black"},
             marker={"size": 16, "symbol": "circle-open", "color": "black"},
         )
     )
-    fig.update_layout(
-        xaxis_title=axis_title(view.x),
-        yaxis_title=axis_title(view.y),
-        legend_title="method (submitter)",
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
-    )
-    if log_y:
-        fig.update_yaxes(type="log")
-    return fig
+    layout = {
+        "xaxis": {"title": {"text": axis_title(view.x)}},
+        "yaxis": {"title": {"text": axis_title(view.y)}, "type": "log" if log_y else "linear"},
+        "legend": {"title": {"text": "method (submitter)"}},
+        "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+    }
+    return go.Figure(data=traces, layout=layout, _validate=False)
 
 
 def _opt(x: object) -> float | None:
@@ -266,8 +277,8 @@ def table(view: View) -> pd.DataFrame:
 
 def results_json(entries: Iterable[Entry], hashes: set[str]) -> str:
     """The canonical documents of the entries whose short hash is in ``hashes``, as a list."""
-    docs = [json.loads(e.result.to_json()) for e in entries if e.result.short_hash() in hashes]
-    return json.dumps(docs, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    docs = [e.result.model_dump(mode="json") for e in entries if e.digest in hashes]
+    return json.dumps(docs, sort_keys=True, allow_nan=False) + "\n"
 
 
 def store_fingerprint(store: Path) -> tuple[tuple[str, int, int], ...]:
