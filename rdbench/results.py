@@ -152,12 +152,13 @@ class MetricValue(_Model):
             raise ValueError(f"interval low {self.low} is above high {self.high}")
         return self
 
-    def check_range(self, key: str) -> None:
+    def check_range(self, key: str, where: str = "metrics") -> None:
         spec = metric_spec(key)
         for what, x in (("value", self.value), ("low", self.low), ("high", self.high)):
             if x is not None and not spec.contains(x):
                 raise ValueError(
-                    f"metric {key!r}: {what} {x} is outside its range [{spec.low}, {spec.high}]"
+                    f"{where}: metric {key!r}: {what} {x} is outside its range "
+                    f"[{spec.low}, {spec.high}]"
                 )
 
 
@@ -327,7 +328,7 @@ class Result(_Model):
         for where, table in tables:
             for key, value in table.items():
                 _check_key(key, extractor_ids, where)
-                value.check_range(key)
+                value.check_range(key, where)
         return self
 
     # --- convenience -------------------------------------------------------------------

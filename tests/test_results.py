@@ -177,3 +177,20 @@ def test_error_message_does_not_echo_huge_input():
     with pytest.raises(RdbenchError) as info:
         Result.from_dict(mutate("notes", "<script>" * 100_000))
     assert len(str(info.value)) < 1000 and "<script>" not in str(info.value)
+
+
+def test_per_category_and_per_image_round_trip_and_checks():
+    data = as_dict(make_result())
+    data["per_category"] = {
+        "animals": {"fid/raw": {"value": 3.0}, "reward/toy-reward": {"value": 2.0}}
+    }
+    data["per_image"] = [{"key": "p0-s0", "prompt_id": "p0", "seed": 0, "rewards": {"toy": 1.5}}]
+    r = Result.from_dict(data)
+    assert Result.from_dict(json.loads(r.to_json())) == r
+    assert r.per_image[0].rewards == {"toy": 1.5}
+    data["per_category"]["animals"]["recall/raw"] = {"value": 2.0}
+    with pytest.raises(RdbenchError, match=r"per_category\[animals\].*outside its range"):
+        Result.from_dict(data)
+    data["per_category"] = {"animals": {"fid/nope": {"value": 1.0}}}
+    with pytest.raises(RdbenchError, match="feature extractor listed"):
+        Result.from_dict(data)
