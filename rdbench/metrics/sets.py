@@ -27,7 +27,7 @@ class MetricOptions:
     kid_subset_size: int = defaults.KID_SUBSET_SIZE
     scd_top_k: int | None = None
     seed: int = defaults.SEED
-    device: str | None = None  # k-NN metrics' torch device; None = CPU
+    device: str = "cpu"  # k-NN metrics' torch device; None = CPU
 
 
 def _fid(ref: np.ndarray, gen: np.ndarray, o: MetricOptions) -> dict[str, float]:
