@@ -103,3 +103,28 @@ AESTHETIC_MLP = _add(
         description="LAION aesthetic predictor v2 MLP head (for CLIP ViT-L/14 embeddings)",
     )
 )
+
+# --- diffusion models (baselines) -----------------------------------------------------------
+_SD_FILES = (
+    "*.json",
+    "*.txt",
+    "unet/*.safetensors",
+    "vae/*.safetensors",
+    "text_encoder*/*.safetensors",
+)
+SD_V1_4 = _add(
+    RemoteFolder(
+        name="sd-v1-4",
+        repo_id="CompVis/stable-diffusion-v1-4",
+        allow_patterns=_SD_FILES,
+        description="Stable Diffusion v1.4 (diffusers folder) for the SD baselines",
+    )
+)
+SDXL_BASE = _add(
+    RemoteFolder(
+        name="sdxl-base-1.0",
+        repo_id="stabilityai/stable-diffusion-xl-base-1.0",
+        allow_patterns=_SD_FILES,
+        description="Stable Diffusion XL base 1.0 (diffusers folder) for the SD baselines",
+    )
+)
