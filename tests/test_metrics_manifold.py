@@ -137,7 +137,8 @@ def test_inputs_are_not_modified_and_torch_inputs_work():
     before = ref.copy(), ref32.copy()
     a = prdc(ref, gen, k=3)
     b = prdc(torch.from_numpy(ref), torch.from_numpy(gen), k=3)
-    prdc(ref32, gen, k=3)
+    ref32.flags.writeable = False  # read-only and float32 input are used without a copy
+    assert prdc(ref32, gen, k=3) == prdc(ref32.astype(np.float64), gen, k=3)
     assert a == b
     np.testing.assert_array_equal(ref, before[0])
     np.testing.assert_array_equal(ref32, before[1])

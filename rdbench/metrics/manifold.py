@@ -28,6 +28,8 @@ whatever the block layout; results do not depend on ``batch_size``.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -37,7 +39,12 @@ from tqdm.auto import tqdm
 
 from rdbench import defaults
 from rdbench.errors import RdbenchError
-from rdbench.metrics._checks import as_features, check_positive_int, check_same_dim
+from rdbench.metrics._checks import (
+    as_features,
+    check_finite,
+    check_positive_int,
+    check_same_dim,
+)
 
 Backend = Literal["torch", "faiss"]
 DEFAULT_BATCH_SIZE = 2048
@@ -122,6 +129,29 @@ def prdc(
 # ---------------------------------------------------------------------------- internals
 
 
+class _Blocks:
+    """A feature set kept as given (float32 or float64, no copy on CPU), served as float64
+    row blocks centred at ``center``; float32 -> float64 is exact, so every block holds the
+    same numbers whatever the block layout."""
+
+    def __init__(self, arr: np.ndarray, center: torch.Tensor, batch_size: int) -> None:
+        with warnings.catch_warnings():  # read-only input is fine: it is never written
+            warnings.simplefilter("ignore", UserWarning)
+            self.data = torch.from_numpy(arr).to(center.device)
+        self.center = center
+        self.batch_size = batch_size
+        self.n = arr.shape[0]
+        self.sq_norms = torch.cat([b.square().sum(dim=1) for _, b in self])
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        return self.data[rows].to(torch.float64) - self.center
+
+    def __iter__(self) -> Iterator[tuple[slice, torch.Tensor]]:
+        for i in range(0, self.n, self.batch_size):
+            rows = slice(i, i + self.batch_size)
+            yield rows, self[rows]
+
+
 def _compute(
     reference: Any,
     generated: Any,
@@ -138,60 +168,55 @@ def _compute(
         raise RdbenchError(f"backend must be 'torch' or 'faiss', got {backend!r}")
     dev = _resolve_device(device)
     k_ref = max(ks)
-    ref_np = as_features(reference, "reference", min_samples=k_ref + 1)
-    gen_np = as_features(generated, "generated", min_samples=1 if k_pr is None else k_pr + 1)
+    ref_np = _as_feature_array(reference, "reference", min_samples=k_ref + 1)
+    gen_np = _as_feature_array(generated, "generated", 1 if k_pr is None else k_pr + 1)
     check_same_dim(ref_np, gen_np, "reference", "generated")
 
-    center = ref_np.mean(axis=0)
-    x = _centred_tensor(ref_np, reference, center, dev)
-    y = _centred_tensor(gen_np, generated, center, dev)
-    del ref_np, gen_np
-    nx, ny = _sq_norms(x, batch_size), _sq_norms(y, batch_size)
+    center = torch.from_numpy(ref_np.mean(axis=0, dtype=np.float64)).to(dev)
+    x, y = _Blocks(ref_np, center, batch_size), _Blocks(gen_np, center, batch_size)
     # Rounding bound of ||a||^2 + ||b||^2 - 2 a.b, counted twice (radius and query distance).
-    scale = 2.0 * (x.shape[1] + 4) * _EPS
-    nmax = float(torch.maximum(nx.max(), ny.max()))
+    scale = 2.0 * (ref_np.shape[1] + 4) * _EPS
+    nmax = float(torch.maximum(x.sq_norms.max(), y.sq_norms.max()))
 
     knn = _knn_sq_distances_faiss if backend == "faiss" else _knn_sq_distances
-    bar = _progress(x.shape[0], y.shape[0], batch_size, k_pr is not None, progress)
+    bar = _progress(x.n, y.n, batch_size, k_pr is not None, progress)
     with bar:
-        ref_knn = knn(x, nx, k_ref, batch_size, bar)
-        tol_x = scale * (nx + nmax)
+        ref_knn = knn(x, k_ref, bar)
+        tol_x = scale * (x.sq_norms + nmax)
         r_pr = ref_knn[:, k_pr - 1] + tol_x if k_pr is not None else None
         r_dc = ref_knn[:, k_dc - 1] + tol_x if k_dc is not None else None
+        if k_pr == k_dc:
+            r_dc = r_pr  # one comparison per block serves all four metrics
         r_gen = None
         if k_pr is not None:
-            r_gen = knn(y, ny, k_pr, batch_size, bar)[:, k_pr - 1] + scale * (ny + nmax)
-        return _cross_sweep(x, nx, y, ny, r_pr, r_dc, r_gen, k_dc, batch_size, bar)
+            r_gen = knn(y, k_pr, bar)[:, k_pr - 1] + scale * (y.sq_norms + nmax)
+        return _cross_sweep(x, y, r_pr, r_dc, r_gen, k_dc, bar)
 
 
 def _cross_sweep(
-    x: torch.Tensor,
-    nx: torch.Tensor,
-    y: torch.Tensor,
-    ny: torch.Tensor,
+    x: _Blocks,
+    y: _Blocks,
     r_pr: torch.Tensor | None,
     r_dc: torch.Tensor | None,
     r_gen: torch.Tensor | None,
     k_dc: int | None,
-    batch_size: int,
     bar: tqdm,
 ) -> dict[str, float]:
     """One pass over the N x M reference-generated distances, block by block."""
-    n, m = x.shape[0], y.shape[0]
-    gen_in_ref = torch.zeros(m, dtype=torch.bool, device=x.device)  # precision
-    ref_in_gen = torch.zeros(n, dtype=torch.bool, device=x.device)  # recall
-    ball_count = torch.zeros(m, dtype=torch.int64, device=x.device)  # density
-    ref_covered = torch.zeros(n, dtype=torch.bool, device=x.device)  # coverage
-    for i in range(0, n, batch_size):
-        rows = slice(i, i + batch_size)
-        for j in range(0, m, batch_size):
-            cols = slice(j, j + batch_size)
-            d2 = _sq_dists(x[rows], nx[rows], y[cols], ny[cols])
+    dev = x.center.device
+    gen_in_ref = torch.zeros(y.n, dtype=torch.bool, device=dev)  # precision
+    ref_in_gen = torch.zeros(x.n, dtype=torch.bool, device=dev)  # recall
+    ball_count = torch.zeros(y.n, dtype=torch.int64, device=dev)  # density
+    ref_covered = torch.zeros(x.n, dtype=torch.bool, device=dev)  # coverage
+    for rows, a in x:
+        for cols, b in y:
+            d2 = _sq_dists(a, x.sq_norms[rows], b, y.sq_norms[cols])
             if r_pr is not None:
-                gen_in_ref[cols] |= (d2 <= r_pr[rows, None]).any(dim=0)
+                inside_pr = d2 <= r_pr[rows, None]
+                gen_in_ref[cols] |= inside_pr.any(dim=0)
                 ref_in_gen[rows] |= (d2 <= r_gen[None, cols]).any(dim=1)
             if r_dc is not None:
-                inside = d2 <= r_dc[rows, None]
+                inside = inside_pr if r_dc is r_pr else d2 <= r_dc[rows, None]
                 ball_count[cols] += inside.sum(dim=0)
                 ref_covered[rows] |= inside.any(dim=1)
             bar.update(1)
@@ -200,38 +225,32 @@ def _cross_sweep(
         out["precision"] = gen_in_ref.double().mean().item()
         out["recall"] = ref_in_gen.double().mean().item()
     if r_dc is not None:
-        out["density"] = ball_count.sum().item() / (k_dc * m)
+        out["density"] = ball_count.sum().item() / (k_dc * y.n)
         out["coverage"] = ref_covered.double().mean().item()
     return out
 
 
-def _knn_sq_distances(
-    x: torch.Tensor, nx: torch.Tensor, k: int, batch_size: int, bar: tqdm
-) -> torch.Tensor:
+def _knn_sq_distances(x: _Blocks, k: int, bar: tqdm) -> torch.Tensor:
     """(n, k) squared distances from each row to its k nearest other rows, ascending.
 
     Visits each unordered pair of row blocks once (the distance matrix is symmetric) and keeps
     a running top-(k + 1) per row; the self-distance is set to exactly 0 and dropped at the end.
     """
-    n = x.shape[0]
-    best = torch.full((n, k + 1), float("inf"), dtype=x.dtype, device=x.device)
-    for i in range(0, n, batch_size):
-        rows = slice(i, i + batch_size)
-        for j in range(i, n, batch_size):
-            cols = slice(j, j + batch_size)
-            d2 = _sq_dists(x[rows], nx[rows], x[cols], nx[cols])
-            if i == j:
+    best = torch.full((x.n, k + 1), float("inf"), dtype=torch.float64, device=x.center.device)
+    for rows, a in x:
+        for j in range(rows.start, x.n, x.batch_size):
+            cols = slice(j, j + x.batch_size)
+            d2 = _sq_dists(a, x.sq_norms[rows], x[cols], x.sq_norms[cols])
+            if cols == rows:
                 d2.fill_diagonal_(0.0)
-            best[rows] = _merge_smallest(best[rows], d2)
-            if i != j:
-                best[cols] = _merge_smallest(best[cols], d2.T)
+            best[rows] = _merge_smallest(best[rows], d2, dim=1)
+            if cols != rows:
+                best[cols] = _merge_smallest(best[cols], d2, dim=0)
             bar.update(1)
     return best.sort(dim=1).values[:, 1:]
 
 
-def _knn_sq_distances_faiss(
-    x: torch.Tensor, nx: torch.Tensor, k: int, batch_size: int, bar: tqdm
-) -> torch.Tensor:
+def _knn_sq_distances_faiss(x: _Blocks, k: int, bar: tqdm) -> torch.Tensor:
     """Exact k-NN (IndexFlatL2, float32) with faiss; the membership tests stay in torch."""
     try:
         import faiss
@@ -240,22 +259,25 @@ def _knn_sq_distances_faiss(
             "backend='faiss' needs the faiss package: pip install faiss-cpu "
             "(or pip install 'rdbench[faiss]'), or use backend='torch'"
         ) from None
-    data = np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)
-    index = faiss.IndexFlatL2(data.shape[1])
-    index.add(data)
+    index = faiss.IndexFlatL2(x.data.shape[1])
+    for _, block in x:
+        index.add(np.ascontiguousarray(block.cpu().numpy(), dtype=np.float32))
     chunks = []
-    for i in range(0, data.shape[0], batch_size):
-        d2, _ = index.search(data[i : i + batch_size], k + 1)
-        chunks.append(d2)
+    for _, block in x:
+        d2, _ = index.search(np.ascontiguousarray(block.cpu().numpy(), dtype=np.float32), k + 1)
+        chunks.append(torch.from_numpy(d2))
         bar.update(1)
-    d2 = torch.from_numpy(np.concatenate(chunks)).to(device=x.device, dtype=x.dtype)
+    d2 = torch.cat(chunks).to(device=x.center.device, dtype=torch.float64)
     return d2.clamp_(min=0).sort(dim=1).values[:, 1:]
 
 
-def _merge_smallest(best: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
-    """Keep the ``best.shape[1]`` smallest values per row of ``best`` and ``d2`` together."""
+def _merge_smallest(best: torch.Tensor, d2: torch.Tensor, dim: int) -> torch.Tensor:
+    """The ``best.shape[1]`` smallest values per row of ``best`` joined with ``d2`` along
+    ``dim`` (``dim=0``: the columns of ``d2`` belong to the rows of ``best``)."""
     keep = best.shape[1]
-    block = d2.topk(min(keep, d2.shape[1]), dim=1, largest=False, sorted=False).values
+    block = d2.topk(min(keep, d2.shape[dim]), dim=dim, largest=False, sorted=False).values
+    if dim == 0:
+        block = block.T
     return torch.cat([best, block], dim=1).topk(keep, dim=1, largest=False, sorted=False).values
 
 
@@ -264,19 +286,20 @@ def _sq_dists(a: torch.Tensor, na: torch.Tensor, b: torch.Tensor, nb: torch.Tens
     return torch.addmm(na[:, None] + nb[None, :], a, b.T, alpha=-2.0).clamp_(min=0.0)
 
 
-def _sq_norms(x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([blk.square().sum(dim=1) for blk in x.split(batch_size)])
-
-
-def _centred_tensor(
-    arr: np.ndarray, source: Any, center: np.ndarray, device: torch.device
-) -> torch.Tensor:
-    """``arr - center`` as a float64 tensor, in place when ``arr`` is our own copy."""
-    if arr.flags.owndata and arr is not source and arr.flags.writeable:
-        arr -= center
-    else:
-        arr = arr - center
-    return torch.from_numpy(arr).to(device)
+def _as_feature_array(x: Any, name: str, min_samples: int) -> np.ndarray:
+    """Validate (N, d) features without copying float32/float64 input (N x d can be large)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    if not (isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64)):
+        return as_features(x, name, min_samples=min_samples)
+    if x.ndim != 2:
+        return as_features(x, name, min_samples=min_samples)  # raises the shape error
+    # Same messages as as_features for too few samples or features, on a tiny stand-in.
+    stand_in = np.zeros((min(len(x), min_samples), min(x.shape[1], 1)))
+    as_features(stand_in, name, min_samples=min_samples)
+    for i in range(0, x.shape[0], 4096):  # finite check in chunks: no N x d temporary
+        check_finite(x[i : i + 4096], name)
+    return np.ascontiguousarray(x)
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
