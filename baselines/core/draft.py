@@ -114,6 +114,14 @@ def draft_loss(
     return loss, {"reward": float(r.mean()), "kl": float(kl), "loss": float(loss)}
 
 
+def make_optimizer(model: nn.Module, config: DraftConfig) -> torch.optim.Optimizer:
+    """AdamW over the model's LoRA parameters with the config's lr and weight decay."""
+    params = lora_parameters(model)
+    if not params:
+        raise RdbenchError("no trainable LoRA parameters: add_lora(model, ...) first")
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
 def train_draft(
     model: nn.Module,
     denoiser: Denoiser,
@@ -125,24 +133,34 @@ def train_draft(
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     accelerator: Any | None = None,
     progress: bool = True,
+    optimizer: torch.optim.Optimizer | None = None,
+    generator: torch.Generator | None = None,
+    start_step: int = 0,
 ) -> list[dict[str, float]]:
     """Train the model's LoRA weights in place; returns the per-step history.
 
     ``on_step(step, info)`` runs after each optimizer step (``step`` counts from 1); step 0 is
-    reported before training starts so curves include the starting point.
+    reported before training starts so curves include the starting point. To resume, pass the
+    restored ``optimizer`` (from :func:`make_optimizer`), ``generator`` and ``start_step``.
     """
     params = lora_parameters(model)
     if not params:
         raise RdbenchError("no trainable LoRA parameters: add_lora(model, ...) first")
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if optimizer is None:
+        optimizer = make_optimizer(model, config)
     if accelerator is not None:
         optimizer = accelerator.prepare(optimizer)
-    generator = torch.Generator().manual_seed(config.seed)
+    if generator is None:
+        generator = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
-    if on_step is not None:
+    if on_step is not None and start_step == 0:
         on_step(0, {})
     for step in tqdm(
-        range(1, config.steps + 1), desc=config.method, disable=not progress, file=None, leave=False
+        range(start_step + 1, config.steps + 1),
+        desc=config.method,
+        disable=not progress,
+        file=None,
+        leave=False,
     ):
         optimizer.zero_grad(set_to_none=True)
         parts = {"reward": 0.0, "kl": 0.0, "loss": 0.0}

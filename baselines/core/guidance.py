@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from baselines.core.lora import active_adapter, adapters_disabled, lora_layers
-from baselines.core.sampling import Denoiser, Predictor
+from baselines.core.sampling import Denoiser, Predictor, concat_cond
 from baselines.core.schedules import Schedule, parse_schedule
 
 
@@ -56,16 +56,16 @@ def base_and_finetuned(
     batched: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(eps_base, eps_ft)``: one mixed-adapter forward where possible, else two passes."""
-    if batched and isinstance(cond, torch.Tensor | None):
+    if batched:
         b = x.shape[0]
         names = ["__base__"] * b + [active_adapter(model)] * b
-        cond2 = None if cond is None else torch.cat([cond, cond])
         try:
+            cond2 = concat_cond(cond, cond)
             with mixed_adapters(model, names):
                 eps = denoiser(torch.cat([x, x]), t, cond2)
             return eps[:b], eps[b:]
-        except ValueError:
-            pass  # LoRA variant without mixed batches: two passes below
+        except (TypeError, ValueError):
+            pass  # unbatchable cond or LoRA variant without mixed batches: two passes below
     with adapters_disabled(model):
         eps_base = denoiser(x, t, cond)
     return eps_base, denoiser(x, t, cond)

@@ -49,6 +49,22 @@ def classifier_free_guidance(denoiser: Denoiser, scale: float, uncond: Any) -> D
     return guided
 
 
+def concat_cond(a: Any, b: Any) -> Any:
+    """Stack two conditionings along the batch: tensors on dim 0, lists joined, dicts per key.
+
+    Raises ``TypeError`` for anything else (callers then fall back to separate passes).
+    """
+    if a is None and b is None:
+        return None
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return torch.cat([a, b])
+    if isinstance(a, list) and isinstance(b, list):
+        return a + b
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return {k: concat_cond(a[k], b[k]) for k in a}
+    raise TypeError(f"cannot batch conditionings of types {type(a).__name__}, {type(b).__name__}")
+
+
 def checkpointed(denoiser: Denoiser) -> Denoiser:
     """Gradient checkpointing of each denoiser call (only where a graph is being built)."""
 
