@@ -88,6 +88,14 @@ def test_diagonal_covariances_closed_form():
     )
 
 
+def test_tiny_but_real_eigenvalues_of_a_regular_pair_are_kept():
+    """A product eigenvalue a_i b_i = 1e-16 (below size * eps * max) still adds 1e-8 to the
+    trace; dropping it as round-off would be a 2e-8 relative error here."""
+    a, b = np.array([1.0, 4.0, 1e-8]), np.array([1.0, 1.0, 1e-8])
+    value = frechet_distance(np.zeros(3), np.diag(a), np.zeros(3), np.diag(b))
+    assert _rel(value, float(np.sum((np.sqrt(a) - np.sqrt(b)) ** 2))) < 1e-12
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # clean-fid's sqrtm(disp=...)
 @pytest.mark.parametrize("d", [8, 64])
 def test_parity_with_cleanfid_and_torch_fidelity(d):

@@ -9,9 +9,10 @@ The trace term is computed exactly with symmetric solvers, never with a general 
 square root: with ``S1 = L L^T`` (Cholesky), ``S1 S2 = L (L^T S2 L) L^-1`` is similar to the
 symmetric PSD matrix ``L^T S2 L``, so ``tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i(L^T S2 L))``.
 When S1 is singular (N <= d samples, or rank-deficient features) Cholesky fails and
-``S1^(1/2) = V diag(sqrt(max(w, 0))) V^T`` from ``eigh(S1)`` takes the place of ``L``. No
-complex numbers appear (unlike ``scipy.linalg.sqrtm(S1 @ S2)`` in clean-fid/pytorch-fid),
-and it is several times faster (benchmarks/fid_vs_peers.py).
+``S1^(1/2) = V diag(sqrt(w)) V^T`` from ``eigh(S1)`` (eigenvalues within round-off of 0 set
+to 0) takes the place of ``L``. No complex numbers appear (unlike ``scipy.linalg.sqrtm(S1 @
+S2)`` in clean-fid/pytorch-fid), and it is over 10x faster than clean-fid at d=2048
+(benchmarks/fid_vs_peers.py). Non-PSD covariances (clearly negative eigenvalues) are refused.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from rdbench.metrics.stats import FeatureStats, mean_and_covariance
 NEG_TOL = 1e-6
 
 
-def _clip_roundoff(eig: np.ndarray) -> np.ndarray:
+def _drop_roundoff(eig: np.ndarray) -> np.ndarray:
     """Set eigenvalues within round-off of 0 (``<= size * eps * max``) to exactly 0.
 
-    A zero eigenvalue computed as +-1e-16 would otherwise add sqrt(1e-16) = 1e-8 each to
-    the trace of the square root; below this threshold an eigenvalue carries no information.
+    Used only when S1 is singular: its null space gives ``S1^(1/2) S2 S1^(1/2)`` exact zero
+    eigenvalues, which a solver returns as +-1e-16 and which would otherwise add
+    sqrt(1e-16) = 1e-8 each to the trace.
     """
     tol = eig.size * np.finfo(np.float64).eps * float(np.max(np.abs(eig), initial=0.0))
     return np.where(eig > tol, eig, 0.0)
@@ -53,31 +55,33 @@ def check_psd_eigenvalues(eig: np.ndarray, name: str) -> None:
 
 
 def _psd_sqrt(sigma: np.ndarray, name: str) -> np.ndarray:
-    """Symmetric square root ``V diag(sqrt(max(w, 0))) V^T`` of a PSD matrix."""
+    """Symmetric root ``V diag(sqrt(w)) V^T`` of a PSD matrix, round-off eigenvalues as 0."""
     w, v = sla.eigh(sigma, check_finite=False)
     check_psd_eigenvalues(w, name)
-    return (v * np.sqrt(_clip_roundoff(w))) @ v.T
+    return (v * np.sqrt(_drop_roundoff(w))) @ v.T
 
 
 def trace_sqrt_product(sigma1: Any, sigma2: Any) -> float:
     """``tr((S1 S2)^(1/2))`` for symmetric PSD ``S1``, ``S2`` via Cholesky + ``eigvalsh``.
 
-    Eigenvalues of ``L^T S2 L`` within round-off of 0 (including slightly negative ones)
-    count as 0, see ``_clip_roundoff``.
+    Regular S1: ``sum sqrt(max(eig(L^T S2 L), 0))`` (negatives are round-off). Singular S1
+    (Cholesky fails): ``S1^(1/2)`` from ``eigh``, and eigenvalues within round-off of 0
+    count as exactly 0, see ``_drop_roundoff``.
     """
     s1 = as_covariance(sigma1, "sigma1")
     s2 = as_covariance(sigma2, "sigma2", dim=s1.shape[0])
     try:
         low = sla.cholesky(s1, lower=True, check_finite=False)
-        # L^T S2 L with two triangular multiplies (dtrmm): side=0 left, side=1 right.
-        tmp = sla.blas.dtrmm(1.0, low, s2, side=0, lower=1, trans_a=1)
-        inner = sla.blas.dtrmm(1.0, low, tmp, side=1, lower=1)
     except sla.LinAlgError:
         root = _psd_sqrt(s1, "sigma1")
-        inner = root @ s2 @ root
-    eig = sla.eigvalsh(inner, check_finite=False)
-    check_psd_eigenvalues(eig, "sigma2")  # inner = M^T S2 M has S2's inertia on the range of S1
-    return float(np.sum(np.sqrt(_clip_roundoff(eig))))
+        eig = sla.eigvalsh(root @ s2 @ root, check_finite=False)
+        check_psd_eigenvalues(eig, "sigma2")  # R S2 R has S2's inertia on the range of S1
+        return float(np.sum(np.sqrt(_drop_roundoff(eig))))
+    # L^T S2 L with two triangular multiplies (dtrmm): side=0 left, side=1 right.
+    tmp = sla.blas.dtrmm(1.0, low, s2, side=0, lower=1, trans_a=1)
+    eig = sla.eigvalsh(sla.blas.dtrmm(1.0, low, tmp, side=1, lower=1), check_finite=False)
+    check_psd_eigenvalues(eig, "sigma2")  # congruent to S2: same inertia
+    return float(np.sum(np.sqrt(np.clip(eig, 0.0, None))))
 
 
 def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
