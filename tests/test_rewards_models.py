@@ -96,17 +96,24 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def test_hpsv2_equals_official_definition(files, rewards):
-    """HPSv2: resize longest side (PIL bicubic), paste centred on black, OpenAI mean/std,
-    cosine of open_clip embeddings, no logit scale, no x100."""
+    """HPSv2 (hpsv2 1.2.0 ``ResizeMaxSize`` after ``ToTensor``): resize longest side of the
+    float tensor (torchvision bicubic), zero-pad centred, OpenAI mean/std, cosine of the
+    open_clip embeddings, no logit scale, no x100."""
+    from torchvision.transforms import InterpolationMode, ToTensor
+    from torchvision.transforms import functional as TF
+
     model, tokenizer = _open_clip_model(files["hpsv2"])
     images = _images()
     pixels = []
     for im in images:
-        scale = 32 / max(im.size)
-        w, h = round(im.width * scale), round(im.height * scale)
-        canvas = Image.new("RGB", (32, 32), (0, 0, 0))
-        canvas.paste(im.resize((w, h), Image.BICUBIC), ((32 - w) // 2, (32 - h) // 2))
-        pixels.append(_normalised(canvas))
+        x = ToTensor()(im)
+        scale = 32 / float(max(im.size))
+        h, w = round(im.height * scale), round(im.width * scale)
+        x = TF.resize(x, [h, w], InterpolationMode.BICUBIC, antialias=True)
+        x = TF.pad(
+            x, [(32 - w) // 2, (32 - h) // 2, 32 - w - (32 - w) // 2, 32 - h - (32 - h) // 2]
+        )
+        pixels.append(TF.normalize(x, OPENAI_MEAN.tolist(), OPENAI_STD.tolist()))
     with torch.no_grad():
         expected = _cos(
             model.encode_image(torch.stack(pixels)), model.encode_text(tokenizer(PROMPTS))
@@ -202,6 +209,8 @@ def test_score_tensor_agrees_and_is_differentiable(name, rewards):
     scale = max(1.0, float(np.abs(ref).max()))
     assert out.shape == (1,)
     assert abs(out.item() - ref[0]) < 0.02 * scale
+    if name == "hpsv2":  # same ops on both paths
+        assert abs(out.item() - ref[0]) < reward.score_tensor_atol
     (grad,) = torch.autograd.grad(out.sum(), x)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 

@@ -45,22 +45,27 @@ def test_center_crop_tensor_path_matches_pil_path(hw):
     assert (out - ref).abs().max() < 3 / 255
 
 
-@pytest.mark.parametrize("hw", [(64, 96), (97, 50), (32, 32), (20, 28), (600, 90)])
-def test_longest_pad_tensor_path_matches_pil_path(hw):
-    image = _smooth_image(*hw)
-    ref = P.pil_resize_longest_pad(image, 32)
-    out = P.tensor_resize_longest_pad(_as_tensor(image), 32)[0]
-    assert out.shape == ref.shape == (3, 32, 32)
-    assert (out - ref).abs().max() < 3 / 255
+@pytest.mark.parametrize("hw", [(64, 96), (97, 50), (20, 28), (600, 90)])
+def test_longest_pad_equals_hpsv2_resize_max_size(hw):
+    """hpsv2 1.2.0: ToTensor, torchvision tensor resize (bicubic), pad [l, t, r, b] with 0."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    x = _as_tensor(_smooth_image(*hw))[0]
+    scale = 32 / float(max(hw))
+    new = tuple(round(d * scale) for d in hw)
+    ref = TF.resize(x, list(new), InterpolationMode.BICUBIC, antialias=True)
+    pad_h, pad_w = 32 - new[0], 32 - new[1]
+    ref = TF.pad(ref, [pad_w // 2, pad_h // 2, pad_w - pad_w // 2, pad_h - pad_h // 2], fill=0)
+    out = P.tensor_resize_longest_pad(x[None], 32)[0]
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
 
 
 def test_longest_pad_pads_with_zeros_centred():
-    image = Image.new("RGB", (64, 32), (255, 255, 255))  # w=64, h=32 -> 32 x 16, pad 8 + 8
-    ref = P.pil_resize_longest_pad(image, 32)
-    assert torch.all(ref[:, :8] == 0) and torch.all(ref[:, 24:] == 0)
-    assert torch.all(ref[:, 8:24] == 1)
-    out = P.tensor_resize_longest_pad(_as_tensor(image), 32)[0]
-    assert torch.equal(out == 0, ref == 0)
+    x = torch.ones(1, 3, 32, 64)  # w=64, h=32 -> 16 x 32, pad 8 + 8 rows
+    out = P.tensor_resize_longest_pad(x, 32)[0]
+    assert torch.all(out[:, :8] == 0) and torch.all(out[:, 24:] == 0)
+    torch.testing.assert_close(out[:, 8:24], torch.ones(3, 16, 32))
 
 
 def test_exact_size_is_identity_on_both_paths():

@@ -16,7 +16,7 @@ from rdbench.rewards.preprocess import (
     OPENAI_CLIP_STD,
     normalize,
     pil_resize_center_crop,
-    pil_resize_longest_pad,
+    pil_to_tensor,
     tensor_resize_center_crop,
     tensor_resize_longest_pad,
 )
@@ -98,9 +98,14 @@ class OpenClipReward(Reward):
         self.weights_sha256 = weights_sha256
 
     def _pixels_from_pil(self, images: list[Image.Image]) -> torch.Tensor:
-        fn = pil_resize_longest_pad if self.resize == "longest" else pil_resize_center_crop
-        batch = torch.stack([fn(im, self.image_size) for im in images])
-        return normalize(batch, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+        if self.resize == "longest":  # HPSv2: ToTensor first, then resize the float tensor
+            pixels = [
+                tensor_resize_longest_pad(pil_to_tensor(im)[None], self.image_size)[0]
+                for im in images
+            ]
+        else:
+            pixels = [pil_resize_center_crop(im, self.image_size) for im in images]
+        return normalize(torch.stack(pixels), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
 
     def _pixels_from_tensor(self, images: torch.Tensor) -> torch.Tensor:
         fn = tensor_resize_longest_pad if self.resize == "longest" else tensor_resize_center_crop

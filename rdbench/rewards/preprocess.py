@@ -1,7 +1,8 @@
 """Image preprocessing for reward models, in two matching forms.
 
-* ``pil_*``: the official path (PIL bicubic resize through torchvision, as the reference
-  packages do), used by :meth:`Reward.score` so scores match the published numbers.
+* ``pil_*``: the official path of CLIP-style models (PIL bicubic resize, as the reference
+  packages do), used by :meth:`Reward.score` so scores match the published numbers. (HPSv2's
+  official transform resizes float tensors, so its official path is the tensor one.)
 * ``tensor_*``: the same geometry with torch ops only (``interpolate(bicubic, antialias)``,
   slicing, ``pad``), differentiable with respect to a ``B x 3 x H x W`` batch in ``[0, 1]``;
   used by :meth:`Reward.score_tensor` for reward finetuning (DRaFT).
@@ -76,12 +77,9 @@ def pil_resize_center_crop(
     return _pil_to_tensor(image.crop((left, top, left + crop, top + crop)))
 
 
-def pil_resize_longest_pad(image: Image.Image, size: int) -> torch.Tensor:
-    """HPSv2's transform: bicubic resize of the longest side, zero-pad to square, to [0, 1]."""
-    h, w = longest_side_size(image.height, image.width, size)
-    if (h, w) != (image.height, image.width):
-        image = image.resize((w, h), Image.Resampling.BICUBIC)
-    return F.pad(_pil_to_tensor(image), pad_amounts(h, w, size), value=0.0)
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """``torchvision.transforms.ToTensor``: 3 x H x W float in [0, 1]."""
+    return _pil_to_tensor(image)
 
 
 # --- differentiable (torch) path ----------------------------------------------------------
@@ -100,11 +98,11 @@ def check_image_tensor(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def _resize(images: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+def _resize(images: torch.Tensor, hw: tuple[int, int], clamp: bool) -> torch.Tensor:
     if tuple(images.shape[-2:]) == hw:
         return images
     out = F.interpolate(images, size=hw, mode="bicubic", antialias=True, align_corners=False)
-    return out.clamp(0.0, 1.0)  # PIL clips its 8-bit output the same way
+    return out.clamp(0.0, 1.0) if clamp else out  # PIL clips its 8-bit output
 
 
 def tensor_resize_center_crop(
@@ -113,15 +111,19 @@ def tensor_resize_center_crop(
     """Differentiable :func:`pil_resize_center_crop`."""
     crop = size if crop is None else crop
     h, w = shortest_side_size(images.shape[-2], images.shape[-1], size)
-    images = _resize(images, (h, w))
+    images = _resize(images, (h, w), clamp=True)
     top, left = crop_offsets(h, w, crop, floor=floor)
     return images[..., top : top + crop, left : left + crop]
 
 
 def tensor_resize_longest_pad(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Differentiable :func:`pil_resize_longest_pad`."""
+    """HPSv2's ``ResizeMaxSize``: bicubic (antialiased) resize of the longest side to ``size``
+    on float tensors (the ``hpsv2`` package applies ``ToTensor`` before resizing, so values
+    are not clipped), then centred zero padding to ``size x size``. Unlike the original, an
+    image whose longest side already equals ``size`` is padded too (the original passes it
+    through non-square, which its model cannot take)."""
     h, w = longest_side_size(images.shape[-2], images.shape[-1], size)
-    return F.pad(_resize(images, (h, w)), pad_amounts(h, w, size), value=0.0)
+    return F.pad(_resize(images, (h, w), clamp=False), pad_amounts(h, w, size), value=0.0)
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
