@@ -47,7 +47,7 @@ from rdbench.metrics._checks import (
 )
 
 Backend = Literal["torch", "faiss"]
-DEFAULT_BATCH_SIZE = 2048
+DEFAULT_BATCH_SIZE = 1024
 _EPS = float(np.finfo(np.float64).eps)
 
 
@@ -283,7 +283,8 @@ def _merge_smallest(best: torch.Tensor, d2: torch.Tensor, dim: int) -> torch.Ten
 
 def _sq_dists(a: torch.Tensor, na: torch.Tensor, b: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
     """||a_i - b_j||^2 = ||a_i||^2 + ||b_j||^2 - 2 a_i.b_j, clamped at 0."""
-    return torch.addmm(na[:, None] + nb[None, :], a, b.T, alpha=-2.0).clamp_(min=0.0)
+    d2 = torch.addmm(nb[None, :], a, b.T, alpha=-2.0)
+    return d2.add_(na[:, None]).clamp_(min=0.0)
 
 
 def _as_feature_array(x: Any, name: str, min_samples: int) -> np.ndarray:
