@@ -1,0 +1,223 @@
+"""``train --recipe R``: DRaFT LoRA finetuning of Stable Diffusion, checkpointed and resumable.
+
+A run folder holds::
+
+    lora.safetensors (+ .json)   final LoRA weights and the recipe that made them
+    curve.csv                    step, reward, kl, loss, grad_norm, seconds (one row per step)
+    checkpoints/step-NNNNNN/     lora.safetensors + state.pt (optimizer, generator, step)
+    checkpoints/latest           name of the newest complete checkpoint (written last)
+
+Rerunning the same command resumes from ``checkpoints/latest``: the optimizer state and the
+random generator (prompt and noise draws) are restored, so an interrupted run continues as if
+it had never stopped; a finished run is not retrained. The reward of row ``s`` is measured on
+the micro-batches of step ``s``, before that step's update.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from baselines.core.draft import make_optimizer, train_draft
+from baselines.core.lora import load_lora, lora_layers, recipe_path, save_lora
+from baselines.sd.pipeline import ImageScore, SDPipeline, load_pipeline
+from baselines.sd.recipes import Recipe
+from rdbench.errors import RdbenchError
+from rdbench.hub import atomic_write_bytes
+
+CURVE_FIELDS = ("step", "reward", "kl", "loss", "grad_norm", "seconds")
+LORA_FILE = "lora.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    lora: Path
+    curve: Path
+    steps_run: int  # optimizer steps run by this call (0: already finished)
+
+
+def pipeline_for(recipe: Recipe) -> SDPipeline:
+    """Load the recipe's model with its sampler settings (through :mod:`rdbench.hub`)."""
+    m, s = recipe.model, recipe.sampling
+    return load_pipeline(
+        m.name,
+        m.path,
+        device=m.device,
+        dtype=m.dtype,
+        scheduler=s.scheduler,
+        guidance_scale=s.guidance_scale,
+        resolution=s.resolution,
+    )
+
+
+def reward_score(recipe: Recipe, pipe: SDPipeline) -> ImageScore:
+    """The recipe's reward model (``rdbench.rewards.load``), differentiable in the images."""
+    import rdbench.rewards
+
+    reward = rdbench.rewards.load(
+        recipe.train.reward,
+        device=pipe.device,
+        dtype=pipe.dtype,
+        weights=recipe.train.reward_weights,
+        **recipe.train.reward_options,
+    )
+    reward.requires_grad_(False)
+    return reward.score_tensor
+
+
+def fresh_lora(pipe: SDPipeline, recipe: Recipe, seed: int) -> None:
+    """Add (or reset) the recipe's LoRA: B = 0, A drawn from ``seed`` (same start every run)."""
+    if not any("lora_" in n for n, _ in pipe.unet.named_parameters()):
+        pipe.add_lora(recipe.lora.rank, recipe.lora.alpha, recipe.lora.targets)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for layer in lora_layers(pipe.unet):
+            for name in layer.lora_A:
+                layer.reset_lora_parameters(name, True)
+
+
+def _prompt_batches(
+    pipe: SDPipeline, prompts: list[str], batch_size: int
+) -> Callable[[torch.Generator], tuple[dict[str, Any], torch.Tensor]]:
+    """Uniform prompt draws and initial noise, both from the training generator."""
+    if not prompts:
+        raise RdbenchError("the training prompt selection is empty")
+
+    def draw(generator: torch.Generator) -> tuple[dict[str, Any], torch.Tensor]:
+        idx = torch.randint(len(prompts), (batch_size,), generator=generator).tolist()
+        noise = torch.randn((batch_size, *pipe.latent_shape), generator=generator)
+        return pipe.encode([prompts[i] for i in idx]), noise.to(pipe.device, pipe.dtype)
+
+    return draw
+
+
+def _write_curve(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CURVE_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def read_curve(path: str | Path) -> list[dict[str, float]]:
+    """The rows of ``curve.csv`` as floats (``step`` as int)."""
+    with open(path, newline="") as fh:
+        return [
+            {k: int(v) if k == "step" else float(v) for k, v in row.items()}
+            for row in csv.DictReader(fh)
+        ]
+
+
+def _save_checkpoint(
+    run: Path,
+    pipe: SDPipeline,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    step: int,
+    meta: dict[str, Any],
+) -> None:
+    folder = run / "checkpoints" / f"step-{step:06d}"
+    save_lora(pipe.unet, folder / LORA_FILE, {**meta, "step": step})
+    state = {"step": step, "optimizer": optimizer.state_dict(), "generator": generator.get_state()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(folder / "state.pt", buf.getvalue())
+    atomic_write_bytes(run / "checkpoints" / "latest", folder.name.encode())
+    for old in (run / "checkpoints").glob("step-*"):
+        if old != folder:
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+
+
+def _resume(
+    run: Path, pipe: SDPipeline, optimizer: torch.optim.Optimizer, generator: torch.Generator
+) -> int:
+    latest = run / "checkpoints" / "latest"
+    if not latest.is_file():
+        return 0
+    folder = run / "checkpoints" / latest.read_text().strip()
+    load_lora(pipe.unet, folder / LORA_FILE)
+    try:
+        state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise RdbenchError(f"cannot resume from {folder}: {exc}; delete it to restart") from None
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    return int(state["step"])
+
+
+def _finished(lora: Path) -> int | None:
+    """The step count of a finished run's final LoRA (None when unreadable)."""
+    try:
+        return int(json.loads(recipe_path(lora).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def train(
+    recipe: Recipe,
+    out: str | Path,
+    *,
+    kl_lambda: float | None = None,
+    pipe: SDPipeline | None = None,
+    score: ImageScore | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train (or resume, or skip if finished) one DRaFT LoRA into the run folder ``out``.
+
+    ``pipe`` and ``score`` default to the recipe's model and reward; tests pass tiny ones.
+    ``pipe`` gets the LoRA added if it has none; its weights are the trained ones on return.
+    """
+    run = Path(out)
+    config = recipe.draft_config(kl_lambda)
+    meta = {"recipe": recipe.model_dump(mode="json"), "draft": config.to_dict()}
+    final = run / LORA_FILE
+    if final.is_file() and _finished(final) == config.steps:
+        return TrainResult(final, run / "curve.csv", 0)
+    pipe = pipe or pipeline_for(recipe)
+    fresh_lora(pipe, recipe, config.seed)
+    score = score or reward_score(recipe, pipe)
+    prompts = [p.text for p in recipe.train.prompts.load()]
+    optimizer = make_optimizer(pipe.unet, config)
+    generator = torch.Generator().manual_seed(config.seed)
+    start = _resume(run, pipe, optimizer, generator)
+    curve = run / "curve.csv"
+    rows = [r for r in read_curve(curve) if r["step"] <= start] if curve.is_file() else []
+    if log and start:
+        log(f"resuming {run} at step {start}/{config.steps}")
+    began = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
+
+    def on_step(step: int, info: dict[str, float]) -> None:
+        if step == 0:
+            return
+        rows.append({**info, "step": step, "seconds": round(time.perf_counter() - began, 3)})
+        _write_curve(curve, rows)
+        if step % recipe.train.checkpoint_every == 0 or step == config.steps:
+            _save_checkpoint(run, pipe, optimizer, generator, step, meta)
+
+    run.mkdir(parents=True, exist_ok=True)
+    train_draft(
+        pipe.unet,
+        pipe.denoiser(),
+        pipe.scheduler,
+        pipe.latent_reward(score),
+        _prompt_batches(pipe, prompts, recipe.train.batch_size),
+        config,
+        on_step=on_step,
+        progress=progress,
+        optimizer=optimizer,
+        generator=generator,
+        start_step=start,
+    )
+    save_lora(pipe.unet, final, {**meta, "step": config.steps})
+    return TrainResult(final, curve, config.steps - start)
