@@ -12,14 +12,19 @@ from rdbench.features.base import (
     Preprocessor,
     load_extractor,
 )
+from rdbench.features.cache import FeatureCache
+from rdbench.features.extract import Features, extract_features
 from rdbench.features.resize import RESIZE_MODES, make_resizer
 
 __all__ = [
     "EXTRACTORS",
     "FEATURE_FORMAT_VERSION",
     "RESIZE_MODES",
+    "FeatureCache",
     "FeatureExtractor",
+    "Features",
     "Preprocessor",
+    "extract_features",
     "load_extractor",
     "make_resizer",
 ]
