@@ -340,3 +340,12 @@ def test_dtype_and_frozen_parameters(files):
     assert np.isfinite(reward.score(images, "a cat")).all()
     with pytest.raises(RdbenchError, match="unknown dtype"):
         R.load("hpsv2", dtype="float8")
+
+
+@pytest.mark.parametrize("name", ("pickscore", "clipscore"))
+def test_repeated_prompts_are_encoded_once_with_same_result(name, rewards):
+    images = _images(3)
+    prompts = ["the cat", "an apple", "the cat"]
+    together = rewards[name].score(images, prompts, batch_size=3)  # "the cat" encoded once
+    alone = rewards[name].score(images, prompts, batch_size=1)
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)

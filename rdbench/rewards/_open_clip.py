@@ -10,7 +10,7 @@ from PIL import Image
 
 from rdbench.errors import RdbenchError
 from rdbench.hub import RemoteFile, load_state_dict, resolve
-from rdbench.rewards.base import Reward, RewardInfo
+from rdbench.rewards.base import Reward, RewardInfo, encode_unique
 from rdbench.rewards.preprocess import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
@@ -118,8 +118,12 @@ class OpenClipReward(Reward):
     def text_embeddings(self, prompts: list[str]) -> torch.Tensor:
         """L2-normalised text embeddings; prompts past the context length are truncated
         (open_clip keeps the first 76 tokens and puts the end token last)."""
-        tokens = self.tokenizer(prompts).to(self.device)
-        return torch.nn.functional.normalize(self.model.encode_text(tokens), dim=-1)
+
+        def encode(texts: list[str]) -> torch.Tensor:
+            tokens = self.tokenizer(texts).to(self.device)
+            return torch.nn.functional.normalize(self.model.encode_text(tokens), dim=-1)
+
+        return encode_unique(prompts, encode)
 
     def cosine(self, pixels: torch.Tensor, prompts: list[str]) -> torch.Tensor:
         return (self.image_embeddings(pixels) * self.text_embeddings(prompts)).sum(-1)

@@ -109,6 +109,17 @@ def to_pil_rgb(image: ImageInput) -> Image.Image:
     return to_rgb(image)
 
 
+def encode_unique(prompts: list[str], encode) -> torch.Tensor:
+    """``encode(prompts)`` computed once per distinct prompt (image sets repeat each prompt
+    for several seeds, so a batch often holds few distinct prompts)."""
+    unique = list(dict.fromkeys(prompts))
+    if len(unique) == len(prompts):
+        return encode(prompts)
+    index = torch.tensor([unique.index(p) for p in prompts])
+    embeddings = encode(unique)
+    return embeddings[index.to(embeddings.device)]
+
+
 class Reward(torch.nn.Module):
     """Base class of every reward model; build one with :func:`rdbench.rewards.load`."""
 

@@ -22,7 +22,7 @@ from PIL import Image
 from rdbench import weights as W
 from rdbench.errors import RdbenchError
 from rdbench.hub import resolve_folder
-from rdbench.rewards.base import Reward, RewardInfo, folder_fingerprint
+from rdbench.rewards.base import Reward, RewardInfo, encode_unique, folder_fingerprint
 from rdbench.rewards.preprocess import (
     normalize,
     pil_resize_center_crop,
@@ -93,6 +93,9 @@ class PickScore(Reward):
         return torch.nn.functional.normalize(feats, dim=-1)
 
     def text_embeddings(self, prompts: list[str]) -> torch.Tensor:
+        return encode_unique(prompts, self._encode_text)
+
+    def _encode_text(self, prompts: list[str]) -> torch.Tensor:
         tokens = self.tokenizer(
             prompts, padding="max_length", truncation=True, max_length=77, return_tensors="pt"
         ).to(self.device)
