@@ -111,7 +111,8 @@ def draft_loss(
         r = reward(x0, cond)
     kl = predict.penalty().to(r.device)
     loss = -r.mean() + config.kl_lambda * kl
-    return loss, {"reward": float(r.mean()), "kl": float(kl), "loss": float(loss)}
+    parts = {"reward": float(r.mean().detach()), "kl": float(kl.detach())}
+    return loss, {**parts, "loss": float(loss.detach())}
 
 
 def make_optimizer(model: nn.Module, config: DraftConfig) -> torch.optim.Optimizer:

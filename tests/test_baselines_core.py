@@ -1,0 +1,250 @@
+"""The shared baselines core on a tiny random MLP denoiser (the same code SD plugs into)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from baselines.core.draft import DraftConfig, draft_loss, train_draft
+from baselines.core.guidance import aig_predictor, base_and_finetuned, base_predictor
+from baselines.core.lora import (
+    add_lora,
+    adapters_disabled,
+    load_lora,
+    lora_parameters,
+    lora_scale,
+    save_lora,
+)
+from baselines.core.regularizers import KLPredictor
+from baselines.core.sampling import classifier_free_guidance, predictor, sample
+from baselines.core.schedules import SCHEDULES, parse_schedule, schedule_values
+from baselines.toy.model import ToyDenoiser, ToyModelConfig, toy_scheduler
+from baselines.toy.reward import PeakReward
+from rdbench.errors import RdbenchError
+
+STEPS = 6
+
+
+def tiny_model(seed: int = 0, n_prompts: int = 1) -> ToyDenoiser:
+    torch.manual_seed(seed)
+    model = ToyDenoiser(ToyModelConfig(dim=2, hidden=16, depth=1, time_dim=8, n_prompts=n_prompts))
+    return add_lora(model, model.lora_targets, rank=4)
+
+
+def perturb(model: torch.nn.Module, scale: float = 0.3, seed: int = 1) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in lora_parameters(model):
+            p.add_(scale * torch.randn(p.shape, generator=g))
+
+
+def noise(n: int = 8, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
+
+
+def run(predict, x: torch.Tensor, scheduler=None, **kw) -> torch.Tensor:
+    return sample(predict, scheduler or toy_scheduler(), x, num_steps=STEPS, **kw)
+
+
+REWARD = PeakReward(torch.tensor([1.5, -1.0]), width=0.5)
+
+
+def test_only_lora_parameters_receive_gradients():
+    model = tiny_model()
+    loss, _ = draft_loss(model, model, toy_scheduler(), REWARD, None, noise(),
+                         DraftConfig(num_inference_steps=STEPS, k=2))
+    loss.backward()
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            assert p.requires_grad
+        else:
+            assert not p.requires_grad and p.grad is None, name
+    # B starts at zero, so A's gradient is zero at step 0 but B's is not
+    assert any(p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)
+
+
+@pytest.mark.parametrize("kind", ["ddim", "euler"])
+def test_truncation_sends_no_gradient_before_last_k(kind):
+    model = tiny_model()
+    perturb(model)
+    reached: list[int] = []
+
+    def predict(x, t, i):
+        eps = model(x, t, None)
+        if eps.requires_grad:
+            eps.register_hook(lambda g, i=i: reached.append(i))
+        return eps
+
+    scheduler = toy_scheduler(kind)
+    x0 = run(predict, noise(), scheduler, grad_steps=2)
+    REWARD(x0).mean().backward()
+    assert sorted(reached) == [STEPS - 2, STEPS - 1]
+
+
+def test_draft_lv_runs_and_differs_from_draft_1():
+    model = tiny_model()
+    perturb(model)
+    grads = {}
+    for cfg in (DraftConfig(num_inference_steps=STEPS, k=1), DraftConfig(
+            num_inference_steps=STEPS, lv=2)):
+        model.zero_grad(set_to_none=True)
+        loss, _ = draft_loss(model, model, toy_scheduler(), REWARD, None, noise(), cfg,
+                             torch.Generator().manual_seed(3))
+        loss.backward()
+        grads[cfg.method] = torch.cat([p.grad.flatten() for p in lora_parameters(model)])
+    assert torch.isfinite(grads["draft-lv2"]).all() and grads["draft-lv2"].abs().sum() > 0
+    assert not torch.allclose(grads["draft-k1"], grads["draft-lv2"])
+
+
+def test_kl_is_zero_at_init_and_grows_with_the_adapter():
+    values = []
+    for scale in (0.0, 0.1, 0.5):
+        model = tiny_model()
+        perturb(model, scale)
+        predict = KLPredictor(model, model, None)
+        run(predict, noise(), grad_steps=2)
+        values.append(float(predict.penalty()))
+        assert len(predict.terms) == 2  # only the grad-carrying steps
+    assert values[0] == 0.0
+    assert 0 < values[1] < values[2]
+
+
+def test_draft_steps_raise_the_reward():
+    model = tiny_model()
+    x = noise(64, seed=5)
+    before = REWARD(run(predictor(model, None), x)).mean()
+    cfg = DraftConfig(steps=15, lr=2e-2, num_inference_steps=STEPS, k=2, weight_decay=0.0)
+    history = train_draft(model, model, toy_scheduler(), REWARD,
+                          lambda g: (None, torch.randn(32, 2, generator=g)), cfg,
+                          progress=False)
+    after = REWARD(run(predictor(model, None), x)).mean()
+    assert len(history) == 15
+    assert after > before + 0.05
+
+
+def test_scale_zero_and_aig_base_reproduce_base_sampling_bit_for_bit():
+    model = tiny_model()
+    perturb(model)
+    x = noise()
+    with adapters_disabled(model):
+        base = run(predictor(model, None), x)
+    finetuned = run(predictor(model, None), x)
+    assert not torch.allclose(base, finetuned)
+    with lora_scale(model, 0.0):
+        assert torch.equal(run(predictor(model, None), x), base)
+    with lora_scale(model, 1.0):
+        assert torch.equal(run(predictor(model, None), x), finetuned)
+    assert torch.equal(run(aig_predictor(model, model, None, "base", STEPS), x), base)
+    assert torch.equal(run(aig_predictor(model, model, None, "power:1e9", STEPS), x)[:0],
+                       base[:0])
+    assert torch.equal(run(base_predictor(model, model, None), x), base)
+    assert torch.equal(run(aig_predictor(model, model, None, "draft", STEPS), x), finetuned)
+    # the scale context restores the adapter, and a half scale lies in between
+    assert torch.equal(run(predictor(model, None), x), finetuned)
+    with lora_scale(model, 0.5):
+        half = run(predictor(model, None), x)
+    assert not torch.equal(half, base) and not torch.equal(half, finetuned)
+
+
+def test_aig_mixed_adapter_batch_matches_two_passes():
+    model = tiny_model()
+    perturb(model)
+    x, t = noise(), torch.tensor(500)
+    one = base_and_finetuned(model, model, x, t, None, batched=True)
+    two = base_and_finetuned(model, model, x, t, None, batched=False)
+    for a, b in zip(one, two, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with adapters_disabled(model):
+        torch.testing.assert_close(one[0], model(x, t, None), rtol=1e-5, atol=1e-6)
+    # a linear schedule mixes both: between base and finetuned samples
+    lin = run(aig_predictor(model, model, None, "linear", STEPS), x)
+    assert torch.isfinite(lin).all()
+
+
+def test_aig_mixed_batch_through_cfg_wrapper():
+    model = tiny_model(n_prompts=2)
+    perturb(model)
+    guided = classifier_free_guidance(model, 3.0, torch.tensor([2]))
+    x, t, cond = noise(4), torch.tensor(300), torch.tensor([0, 1, 0, 1])
+    one = base_and_finetuned(model, guided, x, t, cond, batched=True)
+    two = base_and_finetuned(model, guided, x, t, cond, batched=False)
+    for a, b in zip(one, two, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_classifier_free_guidance_endpoints():
+    model = tiny_model(n_prompts=2)
+    perturb(model)
+    x, t, cond, null = noise(4), torch.tensor(300), torch.tensor([0, 1, 0, 1]), torch.tensor([2])
+    torch.testing.assert_close(classifier_free_guidance(model, 1.0, null)(x, t, cond),
+                               model(x, t, cond), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(classifier_free_guidance(model, 0.0, null)(x, t, cond),
+                               model(x, t, null.expand(4)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec", ["linear", "power:2", "power:4", "step:0.5", "sigmoid:10,0.5",
+                                  "base", "draft", "power:0.5"])
+def test_schedules_are_monotone_and_bounded(spec):
+    g = schedule_values(spec, 25)
+    assert all(0.0 <= v <= 1.0 for v in g)
+    assert all(b >= a for a, b in zip(g, g[1:], strict=False))
+
+
+def test_schedule_formulas_and_parsing():
+    assert schedule_values("power:2", 4) == [0.0, 1 / 16, 4 / 16, 9 / 16]
+    assert schedule_values("step:0.5", 4) == [0.0, 0.0, 1.0, 1.0]
+    assert schedule_values("linear", 4) == [0.0, 0.25, 0.5, 0.75]
+    assert schedule_values(lambda i, n: 2.0, 3) == [1.0, 1.0, 1.0]  # clipped
+    assert {"base", "draft", "linear", "power", "step", "sigmoid"} <= set(SCHEDULES.names())
+    for bad in ("power", "nope:1", "power:x", "step:2", 3):
+        with pytest.raises(RdbenchError):
+            parse_schedule(bad)(1, 4)
+
+
+def test_lora_save_load_generate_round_trip(tmp_path):
+    model = tiny_model()
+    perturb(model)
+    x = noise()
+    expected = run(predictor(model, None), x)
+    path = save_lora(model, tmp_path / "adapter.safetensors", {"method": "draft-k1", "lr": 1e-3})
+    fresh = tiny_model(seed=0)
+    assert not torch.equal(run(predictor(fresh, None), x), expected)
+    recipe = load_lora(fresh, path)
+    assert recipe == {"method": "draft-k1", "lr": 1e-3}
+    assert torch.equal(run(predictor(fresh, None), x), expected)
+    other = add_lora(ToyDenoiser(ToyModelConfig(dim=2, hidden=16, depth=2, time_dim=8)),
+                     ["layers.0"], rank=4)
+    with pytest.raises(RdbenchError):
+        load_lora(other, path)
+
+
+def test_sampling_is_deterministic_and_batch_size_independent():
+    model = tiny_model()
+    perturb(model)
+    x = noise(8)
+    sn = torch.randn(STEPS, 8, 2, generator=torch.Generator().manual_seed(9))
+    whole = run(predictor(model, None), x, eta=1.0, step_noise=sn)
+    halves = torch.cat([run(predictor(model, None), x[:4], eta=1.0, step_noise=sn[:, :4]),
+                        run(predictor(model, None), x[4:], eta=1.0, step_noise=sn[:, 4:])])
+    torch.testing.assert_close(whole, halves, rtol=1e-5, atol=1e-6)
+    a = run(predictor(model, None), x, eta=0.5, generator=torch.Generator().manual_seed(2))
+    b = run(predictor(model, None), x, eta=0.5, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    cfg = DraftConfig(steps=2, num_inference_steps=STEPS, seed=4)
+    runs = []
+    for _ in range(2):
+        m = tiny_model()
+        train_draft(m, m, toy_scheduler(), REWARD,
+                    lambda g: (None, torch.randn(8, 2, generator=g)), cfg, progress=False)
+        runs.append(run(predictor(m, None), x))
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_bad_settings_raise():
+    with pytest.raises(RdbenchError):
+        DraftConfig(num_inference_steps=5, k=6)
+    with pytest.raises(RdbenchError):
+        run(predictor(tiny_model(), None), noise(), grad_steps=STEPS + 1)
+    with pytest.raises(RdbenchError):
+        lora_parameters(ToyDenoiser(ToyModelConfig())) or adapters_disabled(
+            ToyDenoiser(ToyModelConfig())).__enter__()
