@@ -80,15 +80,21 @@ def test_plan_is_a_valid_image_set_manifest(tmp_path, prompts):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('{"path": "a/0.png", "prompt_id": "a", "prompt": "x"}', r"missing field\(s\) \['seed'\]"),
-        ('{"path": "a/0.png", "prompt_id": "a", "prompt": "x", "seed": true}', "integer"),
-        ('{"path": "/a/0.png", "prompt_id": "a", "prompt": "x", "seed": 0}', "relative"),
-        ('{"path": "../0.png", "prompt_id": "a", "prompt": "x", "seed": 0}', "relative"),
+        ('{"path": "a/0.png", "prompt_id": "a", "prompt": "x"}', r"missing field\(s\) seed"),
+        (
+            '{"path": "a/0.png", "prompt_id": "a", "prompt": "x", "seed": true}',
+            "'seed' must be int",
+        ),
+        ('{"path": "/a/0.png", "prompt_id": "a", "prompt": "x", "seed": 0}', "must be relative"),
+        ('{"path": "../0.png", "prompt_id": "a", "prompt": "x", "seed": 0}', "points outside"),
         ('{"path": "a/0.png", "prompt_id": "a", "prompt": "", "seed": 0}', "non-empty"),
         ('{"path": "a/0.png", "prompt_id": "a", "prompt": "x", "seed": 0, "x": 1}', "unknown"),
-        ('{"path": "a/0.png", "prompt_id": "a", "prompt": "x", "seed": 0, "meta": 1}', "meta"),
+        (
+            '{"path": "a/0.png", "prompt_id": "a", "prompt": "x", "seed": 0, "meta": 1}',
+            "'meta' must be dict",
+        ),
         ("[1]", "JSON object"),
-        ("{oops", "not valid JSON"),
+        ("{oops", "invalid JSON"),
     ],
 )
 def test_read_plan_rejects_bad_lines(tmp_path, line, message):
@@ -102,7 +108,9 @@ def test_read_plan_rejects_duplicate_pairs_and_missing_file(tmp_path):
     line = '{"path": "a/0.png", "prompt_id": "a", "prompt": "x", "seed": 0}\n'
     path = tmp_path / "plan.jsonl"
     path.write_text(line + line.replace("a/0.png", "b/0.png"))
-    with pytest.raises(RdbenchError, match=r"\('a', 0\) appears twice"):
+    with pytest.raises(
+        RdbenchError, match=r"prompt_id 'a', seed 0; \(prompt_id, seed\) must be unique"
+    ):
         read_plan(path)
     with pytest.raises(RdbenchError, match="does not exist"):
         read_plan(tmp_path / "none.jsonl")
