@@ -84,6 +84,7 @@ def make_tiny_sd(folder: str | Path, *, seed: int = 0, sample_size: int = 8) -> 
         beta_schedule="scaled_linear",
         clip_sample=False,
         set_alpha_to_one=False,
+        steps_offset=1,  # as in SD v1.4's scheduler_config.json
     ).save_pretrained(folder / "scheduler")
     index = {
         "_class_name": "StableDiffusionPipeline",
