@@ -132,7 +132,8 @@ def prdc(
 class _Blocks:
     """A feature set kept as given (float32 or float64, no copy on CPU), served as float64
     row blocks centred at ``center``; float32 -> float64 is exact, so every block holds the
-    same numbers whatever the block layout."""
+    same numbers whatever the block layout. Blocks are written into two reused buffers
+    (``slot`` 0 and 1): a block is valid until the next request for the same slot."""
 
     def __init__(self, arr: np.ndarray, center: torch.Tensor, batch_size: int) -> None:
         with warnings.catch_warnings():  # read-only input is fine: it is never written
@@ -140,16 +141,24 @@ class _Blocks:
             self.data = torch.from_numpy(arr).to(center.device)
         self.center = center
         self.batch_size = batch_size
-        self.n = arr.shape[0]
-        self.sq_norms = torch.cat([b.square().sum(dim=1) for _, b in self])
+        self.n, self.d = arr.shape
+        size = min(batch_size, self.n) * self.d
+        self._buffers = torch.empty((2, size), dtype=torch.float64, device=center.device)
+        self.sq_norms = torch.cat([_row_sq_norms(b) for _, b in self])
 
-    def __getitem__(self, rows: slice) -> torch.Tensor:
-        return self.data[rows].to(torch.float64) - self.center
+    def block(self, rows: slice, slot: int = 1) -> torch.Tensor:
+        source = self.data[rows]
+        out = self._buffers[slot, : source.numel()].view(source.shape)
+        return out.copy_(source).sub_(self.center)
 
     def __iter__(self) -> Iterator[tuple[slice, torch.Tensor]]:
         for i in range(0, self.n, self.batch_size):
             rows = slice(i, i + self.batch_size)
-            yield rows, self[rows]
+            yield rows, self.block(rows, slot=0)
+
+
+def _row_sq_norms(a: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+    return torch.cat([c.square().sum(dim=1) for c in a.split(chunk)])
 
 
 def _compute(
@@ -208,9 +217,10 @@ def _cross_sweep(
     ref_in_gen = torch.zeros(x.n, dtype=torch.bool, device=dev)  # recall
     ball_count = torch.zeros(y.n, dtype=torch.int64, device=dev)  # density
     ref_covered = torch.zeros(x.n, dtype=torch.bool, device=dev)  # coverage
+    scratch = _scratch(x, y)
     for rows, a in x:
         for cols, b in y:
-            d2 = _sq_dists(a, x.sq_norms[rows], b, y.sq_norms[cols])
+            d2 = _sq_dists(a, x.sq_norms[rows], b, y.sq_norms[cols], scratch)
             if r_pr is not None:
                 inside_pr = d2 <= r_pr[rows, None]
                 gen_in_ref[cols] |= inside_pr.any(dim=0)
@@ -237,10 +247,11 @@ def _knn_sq_distances(x: _Blocks, k: int, bar: tqdm) -> torch.Tensor:
     a running top-(k + 1) per row; the self-distance is set to exactly 0 and dropped at the end.
     """
     best = torch.full((x.n, k + 1), float("inf"), dtype=torch.float64, device=x.center.device)
+    scratch = _scratch(x, x)
     for rows, a in x:
         for j in range(rows.start, x.n, x.batch_size):
             cols = slice(j, j + x.batch_size)
-            d2 = _sq_dists(a, x.sq_norms[rows], x[cols], x.sq_norms[cols])
+            d2 = _sq_dists(a, x.sq_norms[rows], x.block(cols), x.sq_norms[cols], scratch)
             if cols == rows:
                 d2.fill_diagonal_(0.0)
             best[rows] = _merge_smallest(best[rows], d2, dim=1)
@@ -281,10 +292,18 @@ def _merge_smallest(best: torch.Tensor, d2: torch.Tensor, dim: int) -> torch.Ten
     return torch.cat([best, block], dim=1).topk(keep, dim=1, largest=False, sorted=False).values
 
 
-def _sq_dists(a: torch.Tensor, na: torch.Tensor, b: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
-    """||a_i - b_j||^2 = ||a_i||^2 + ||b_j||^2 - 2 a_i.b_j, clamped at 0."""
-    d2 = torch.addmm(nb[None, :], a, b.T, alpha=-2.0)
-    return d2.add_(na[:, None]).clamp_(min=0.0)
+def _sq_dists(
+    a: torch.Tensor, na: torch.Tensor, b: torch.Tensor, nb: torch.Tensor, scratch: torch.Tensor
+) -> torch.Tensor:
+    """||a_i - b_j||^2 = ||b_j||^2 - 2 a_i.b_j + ||a_i||^2, clamped at 0, in ``scratch``."""
+    out = scratch[: a.shape[0] * b.shape[0]].view(a.shape[0], b.shape[0])
+    torch.addmm(nb[None, :], a, b.T, alpha=-2.0, out=out)
+    return out.add_(na[:, None]).clamp_(min=0.0)
+
+
+def _scratch(x: _Blocks, y: _Blocks) -> torch.Tensor:
+    size = min(x.batch_size, x.n) * min(y.batch_size, y.n)
+    return torch.empty(size, dtype=torch.float64, device=x.center.device)
 
 
 def _as_feature_array(x: Any, name: str, min_samples: int) -> np.ndarray:
