@@ -8,8 +8,8 @@ import torch
 from baselines.core.draft import DraftConfig, draft_loss, train_draft
 from baselines.core.guidance import aig_predictor, base_and_finetuned, base_predictor
 from baselines.core.lora import (
-    add_lora,
     adapters_disabled,
+    add_lora,
     load_lora,
     lora_parameters,
     lora_scale,

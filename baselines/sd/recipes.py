@@ -99,6 +99,7 @@ class EvalSpec(_Spec):
     seed: int = Field(0, ge=0)
     batch_size: PosInt = 8
     extractors: list[str] = ["inception"]
+    extractor_options: dict[str, dict[str, Any]] = {}  # e.g. {clip = {model = "ViT-L-14"}}
     metrics: list[str] | None = None  # None: rdbench evaluate's defaults
 
 

@@ -82,6 +82,7 @@ def _evaluate(recipe: Recipe, job: Job, images: Path, base: Path, options: dict[
         "reward_model": recipe.train.reward,
         "prompt_suite": recipe.eval.prompts.suite,
         "split": recipe.eval.prompts.split or "test",
+        "extractor_options": recipe.eval.extractor_options,
         "progress": False,
     }
     reward = recipe.train.reward.partition(":")[0]
@@ -131,11 +132,12 @@ def reproduce(
         lora = None
         if job.kl_lambda is not None:
             if job.kl_lambda not in loras:
-                log(f"train: kl_lambda={job.kl_lambda:g}")
                 run = out / "train" / f"kl-{job.kl_lambda:g}"
-                loras[job.kl_lambda] = train(
+                trained = train(
                     recipe, run, kl_lambda=job.kl_lambda, pipe=pipe, score=score, progress=progress
-                ).lora
+                )
+                log(f"train kl-{job.kl_lambda:g}: {trained.steps_run} steps run -> {trained.lora}")
+                loras[job.kl_lambda] = trained.lora
             lora = loras[job.kl_lambda]
         images = out / "images" / job.slug
         report = generate(

@@ -89,7 +89,7 @@ def mode_entropy(counts: np.ndarray) -> float:
     """Entropy (nats) of the empirical mode assignment; ``log M`` for a uniform spread."""
     p = counts / max(counts.sum(), 1)
     p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
+    return max(0.0, float(-(p * np.log(p)).sum()))
 
 
 def mode_kl(counts: np.ndarray, weights: np.ndarray) -> float:

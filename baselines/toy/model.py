@@ -132,7 +132,12 @@ def train_base(
 
 
 def cached_base(
-    mixtures: list[Mixture], config: ToyModelConfig, folder: Path, **train_kwargs: Any
+    mixtures: list[Mixture],
+    config: ToyModelConfig,
+    folder: Path,
+    *,
+    progress: bool = True,
+    **train_kwargs: Any,
 ) -> ToyDenoiser:
     """Train once and keep ``folder/toy_base_<key>.safetensors``; later calls load it."""
     recipe = {
@@ -148,7 +153,7 @@ def cached_base(
         model.load_state_dict(load_state_dict(path))
         model.eval()
         return model.requires_grad_(False)
-    model = train_base(mixtures, config, **train_kwargs)
+    model = train_base(mixtures, config, progress=progress, **train_kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     atomic_write_bytes(path.with_name(path.name + ".json"), json.dumps(recipe).encode())

@@ -53,19 +53,21 @@ class StudyConfig:
     seed: int = 0
     dim: int = 8
     n_modes: int = 16
-    mode_std: float = 0.15
+    mode_std: float = 0.25
     hidden: int = 128
-    base_steps: int = 3000
+    base_steps: int = 6000
+    base_batch: int = 512
+    base_lr: float = 2e-3
     num_inference_steps: int = 20
     n_eval: int = 2000
-    train_steps: int = 120
+    train_steps: int = 100
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-3
     lora_rank: int = 8
-    lemma_every: int = 10
+    lemma_every: int = 5
     lemma_n: int = 1000
     lv: int = 2
-    kl_lambdas: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0)
+    kl_lambdas: tuple[float, ...] = (0.1, 0.3, 0.45, 0.5, 0.55, 0.6, 0.8, 1.0, 2.0)
     lora_scales: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
     aig_schedules: tuple[str, ...] = (
         "linear",
@@ -84,10 +86,13 @@ class StudyConfig:
         return cls(
             seed=seed,
             hidden=64,
-            base_steps=600,
+            base_steps=1500,
+            base_batch=256,
+            base_lr=5e-3,
             n_eval=400,
             train_steps=30,
-            num_inference_steps=10,
+            lr=3e-3,
+            num_inference_steps=20,
             lemma_every=10,
             lemma_n=300,
             kl_lambdas=(0.1, 1.0),
@@ -136,6 +141,8 @@ class Toy:
             model_config,
             out / "cache",
             steps=c.base_steps,
+            batch_size=c.base_batch,
+            lr=c.base_lr,
             seed=c.seed,
             progress=progress,
         )
