@@ -1,0 +1,264 @@
+"""Recipes and the train / generate / reproduce commands on a tiny SD pipeline, end to end.
+
+The model folder, the reward (HPSv2 checkpoint layout, tiny open_clip architecture) and the
+Inception file are tiny random-weight files in their real formats, loaded by the real loaders.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+from tiny_models import make_open_clip
+from tiny_rewards import TINY_ARCH, make_hpsv2
+from tiny_sd import make_tiny_sd
+
+from baselines.sd.commands import generate_command, sd, train_command
+from baselines.sd.recipes import RECIPES_DIR, load_recipe, parse_override
+from baselines.sd.reproduce import jobs, reproduce
+from baselines.sd.train import read_curve, train
+from rdbench.errors import RdbenchError
+from rdbench.evaluate import run_evaluation
+from rdbench.prompts.plan import read_plan
+from rdbench.results import Result
+
+PROMPTS = ["a red bus", "the cat on a mat", "an apple"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sd_files")
+    (root / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
+    return {
+        "model": make_tiny_sd(root / "model"),
+        "hpsv2": make_hpsv2(root / "hps"),
+        "clip": make_open_clip(root / "clip"),
+        "prompts": root / "prompts.txt",
+    }
+
+
+@pytest.fixture
+def recipe_file(files, tmp_path):
+    text = f"""
+name = "tiny"
+[model]
+name = "tiny/sd"
+path = "{files["model"]}"
+device = "cpu"
+[sampling]
+steps = 3
+guidance_scale = 2.0
+[lora]
+rank = 4
+[train]
+reward = "hpsv2"
+reward_weights = "{files["hpsv2"]}"
+reward_options = {{arch = "{TINY_ARCH}"}}
+steps = 3
+batch_size = 2
+grad_accum = 1
+lr = 1e-2
+checkpoint_every = 1
+[train.prompts]
+suite = "file"
+path = "{files["prompts"]}"
+[eval]
+images_per_prompt = 2
+batch_size = 4
+extractors = ["clip"]
+extractor_options = {{clip = {{model = "{files["clip"][0]}", pretrained = "random"}}}}
+metrics = ["fid", "precision", "recall"]
+[eval.prompts]
+suite = "file"
+path = "{files["prompts"]}"
+[sweep]
+kl_lambda = [0]
+lora_scale = [0.5]
+aig = ["power:2"]
+"""
+    path = tmp_path / "tiny.toml"
+    path.write_text(text)
+    return path
+
+
+def invoke(command, args):
+    result = CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=True)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result
+
+
+# --- recipes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in RECIPES_DIR.glob("*.toml")))
+def test_shipped_recipes_carry_the_reference_settings(name):
+    r = load_recipe(name)
+    xl = name.startswith("sdxl")
+    assert r.model.name == ("sdxl-base-1.0" if xl else "sd-v1-4")
+    assert (r.sampling.scheduler, r.sampling.guidance_scale) == (
+        ("euler", 5.0) if xl else ("ddim", 7.5)
+    )
+    assert r.sampling.steps == 25 and r.sampling.eta == 0 and r.lora.rank == 32
+    assert r.train.batch_size * r.train.grad_accum == (32 if xl else 64)
+    assert r.train.weight_decay == (5e-4 if xl else 5e-3)
+    assert (r.train.lr, r.train.grad_clip, r.train.k) == (2.5e-4, 10.0, 1)
+    assert r.train.prompts.suite == "pickapic" and r.eval.prompts.suite == "partiprompts"
+    assert r.sweep.kl_lambda == [0, 0.1, 0.5, 1, 2, 5, 10]
+    assert r.sweep.lora_scale == pytest.approx([i / 10 for i in range(1, 10)])
+    assert {f"power:{p}" for p in (1, 2, 3, 4)} <= set(r.sweep.aig)
+    assert any(s.startswith("step:") for s in r.sweep.aig)
+    # 7 trainings (lambda 0 included); 1 + 7 + 9 + 7 image sets
+    assert len(r.kl_lambdas()) == 7 and len(jobs(r)) == 24
+
+
+def test_recipe_errors_name_the_key(tmp_path, recipe_file):
+    with pytest.raises(RdbenchError, match="train.stepz"):
+        load_recipe(recipe_file, {"train.stepz": 3})
+    with pytest.raises(RdbenchError, match="sampling.steps"):
+        load_recipe(recipe_file, {"sampling.steps": 0})
+    with pytest.raises(RdbenchError, match="sweep.aig"):
+        load_recipe(recipe_file, {"sweep.aig": ["cubic:2"]})
+    with pytest.raises(RdbenchError, match="shipped recipes: sd14-hpsv2"):
+        load_recipe("sd15-nothing")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = ")
+    with pytest.raises(RdbenchError, match="not valid TOML"):
+        load_recipe(bad)
+    assert parse_override("train.steps=2") == ("train.steps", 2)
+    assert parse_override("model.path=/x/y") == ("model.path", "/x/y")
+    assert parse_override('sweep.aig=["power:2"]') == ("sweep.aig", ["power:2"])
+    with pytest.raises(RdbenchError, match="section.key=value"):
+        parse_override("steps")
+
+
+def test_offline_without_the_model_fails_with_the_repo_and_env_var(tmp_path):
+    result = CliRunner().invoke(
+        train_command, ["--recipe", "sd14-pickscore", "--out", str(tmp_path / "run")]
+    )
+    assert isinstance(result.exception, RdbenchError)
+    assert "CompVis/stable-diffusion-v1-4" in str(result.exception)
+    assert "RDBENCH_FILE_SD_V1_4" in str(result.exception)
+
+
+# --- train --------------------------------------------------------------------------------
+
+
+def test_train_resumes_exactly_and_logs_the_reward_curve(recipe_file, tmp_path):
+    recipe = load_recipe(recipe_file)
+    whole = train(recipe, tmp_path / "whole", progress=False)
+    assert whole.steps_run == 3
+    run = tmp_path / "resumed"
+    invoke(
+        train_command,
+        ["--recipe", recipe_file, "--out", run, "--set", "train.steps=2", "--no-progress"],
+    )
+    assert (run / "checkpoints" / "latest").read_text() == "step-000002"
+    out = invoke(train_command, ["--recipe", recipe_file, "--out", run, "--no-progress"])
+    assert "(1 steps run)" in out.output
+    a, b = load_file(whole.lora), load_file(run / "lora.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert any(a[k].abs().sum() > 0 for k in a if "lora_B" in k)  # training moved B off 0
+    rows = read_curve(run / "curve.csv")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(torch.isfinite(torch.tensor([r["reward"], r["loss"]])).all() for r in rows)
+    assert [r["reward"] for r in rows] == pytest.approx(
+        [r["reward"] for r in read_curve(whole.curve)], abs=1e-5
+    )
+    meta = json.loads((run / "lora.safetensors.json").read_text())
+    assert meta["step"] == 3 and meta["recipe"]["train"]["reward"] == "hpsv2"
+    again = invoke(train_command, ["--recipe", recipe_file, "--out", run, "--no-progress"])
+    assert "(0 steps run)" in again.output
+
+
+# --- generate ------------------------------------------------------------------------------
+
+
+def test_generate_fills_an_image_set_that_rdbench_evaluates(recipe_file, files, tmp_path):
+    from rdbench.prompts.plan import make_plan, write_plan
+
+    recipe = load_recipe(recipe_file)
+    plan = tmp_path / "plan.jsonl"
+    write_plan(make_plan(recipe.eval.prompts.load(), images_per_prompt=2), plan)
+    lines = read_plan(plan)
+    base = tmp_path / "base"
+    args = ["generate", "--recipe", recipe_file, "--plan", plan, "--no-progress"]
+    out = invoke(sd, [*args, "--method", "base", "--out", base])
+    assert "6 images written, 0 already there" in out.output
+    assert read_plan(base / "manifest.jsonl") == lines
+    pngs = {line["path"]: (base / line["path"]).read_bytes() for line in lines}
+    # determinism for a seed, whatever the batch size; resumable (one image missing)
+    again = tmp_path / "again"
+    invoke(sd, [*args, "--method", "base", "--out", again, "--batch-size", "5"])
+    (again / lines[0]["path"]).unlink()
+    out = invoke(sd, [*args, "--method", "base", "--out", again, "--batch-size", "1"])
+    assert "1 images written, 5 already there" in out.output
+    assert {k: (again / k).read_bytes() for k in pngs} == pngs
+    with pytest.raises(RdbenchError, match="needs LoRA"):
+        invoke(generate_command, [*args[1:], "--method", "draft", "--out", tmp_path / "d"])
+    # `rdbench evaluate DIR --reference BASE` on the generated set
+    ev = run_evaluation(
+        base,
+        reference=again,
+        extractors=("clip",),
+        weights={"clip": str(files["clip"][1])},
+        extractor_options={"clip": {"model": files["clip"][0], "pretrained": "random"}},
+        metrics=("fid",),
+        progress=False,
+        quiet=True,
+    )
+    assert ev.result.metrics["fid/clip"].value == pytest.approx(0.0, abs=1e-6)
+    assert ev.pairing.n_matched == 6 and ev.result.setup.n_prompts == 3
+
+
+# --- reproduce -----------------------------------------------------------------------------
+
+
+def test_reproduce_chains_plan_train_generate_evaluate(recipe_file, files, tmp_path):
+    recipe = load_recipe(recipe_file)
+    logs: list[str] = []
+    options = {
+        "weights": {"clip": str(files["clip"][1]), "hpsv2": str(files["hpsv2"])},
+        "quiet": True,
+    }
+    paths = reproduce(recipe, tmp_path, evaluate_options=options, progress=False, log=logs.append)
+    slugs = ["base", "draft", "lora-scale-0.5", "aig-power-2"]
+    assert [p.stem for p in paths] == slugs
+    results = {p.stem: Result.load(p) for p in paths}
+    assert results["draft"].method.name == "draft" and results["draft"].method.regularizer is None
+    assert (results["aig-power-2"].method.regularizer, results["aig-power-2"].method.strength) == (
+        "aig-power",
+        2.0,
+    )
+    assert results["lora-scale-0.5"].method.strength == 0.5
+    assert results["base"].metrics["fid/clip"].value == pytest.approx(0.0, abs=1e-6)
+    for r in results.values():
+        assert r.setup.n_images == 6 and r.setup.n_pairs == 6
+        assert "reward/hpsv2" in r.metrics
+    # paired sets: every method's images share (prompt_id, seed) and the plan's manifest
+    plan = read_plan(tmp_path / "plan.jsonl")
+    for slug in slugs:
+        assert read_plan(tmp_path / "images" / slug / "manifest.jsonl") == plan
+    with open(tmp_path / "summary.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["method"] for r in rows] == slugs and "fid/clip" in rows[0]
+    # a rerun trains nothing and generates nothing
+    logs.clear()
+    reproduce(recipe, tmp_path, evaluate=False, progress=False, log=logs.append)
+    assert [line for line in logs if line.startswith("train")] == [
+        f"train kl-0: 0 steps run -> {tmp_path / 'train' / 'kl-0' / 'lora.safetensors'}"
+    ]
+    assert all("0 new" in line for line in logs if line.startswith("generate"))
