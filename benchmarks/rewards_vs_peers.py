@@ -6,6 +6,8 @@ pass; its ``score()`` also builds ViT-H-14 with LAION weights from the network, 
 reproduces its per-call path (``torch.load`` + ``load_state_dict`` + its own transform, one
 image at a time) with the package's vendored open_clip when it can be imported
 (``pip install --no-deps --target DIR hpsv2`` and ``--hpsv2-path DIR``), on the same arch.
+The 1.2.0 wheel lacks ``bpe_simple_vocab_16e6.txt.gz``: copy open_clip's into
+``DIR/hpsv2/src/open_clip/`` first (the vendored tokenizer reads it at import).
 
     python benchmarks/rewards_vs_peers.py --arch ViT-B-32 --n 64 [--hpsv2-path /tmp/hpsv2pkg]
 """
@@ -42,10 +44,8 @@ def _official_path(pkg: str, arch: str, ckpt: Path, images, prompt: str) -> tupl
     vendored = importlib.util.module_from_spec(spec)
     sys.modules["hpsv2_open_clip"] = vendored
     spec.loader.exec_module(vendored)
-    create_model_and_transforms, get_tokenizer = (
-        vendored.create_model_and_transforms,
-        vendored.get_tokenizer,
-    )
+    create_model_and_transforms = vendored.create_model_and_transforms
+    get_tokenizer = vendored.get_tokenizer
 
     model, _, preprocess = create_model_and_transforms(arch, None, device="cpu", output_dict=True)
     tokenizer = get_tokenizer(arch)
