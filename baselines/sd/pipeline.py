@@ -193,6 +193,14 @@ class SDPipeline:
         """The core's ``reward(x_0, cond)``: decode, then score against ``cond["prompts"]``."""
         return lambda x0, cond: score(self.decode(x0), cond["prompts"])
 
+    def set_checkpointing(self, on: bool) -> None:
+        """Gradient checkpointing of the VAE decoder's blocks (the reward's backward pass goes
+        through the decoder at full resolution); the UNet's is ``DraftConfig.checkpoint``."""
+        if on:
+            self.vae.enable_gradient_checkpointing()
+        else:
+            self.vae.disable_gradient_checkpointing()
+
     def add_lora(
         self, rank: int, alpha: float | None = None, targets: Sequence[str] = LORA_TARGETS
     ) -> None:

@@ -186,6 +186,7 @@ def train(
         return TrainResult(final, run / "curve.csv", 0)
     pipe = pipe or pipeline_for(recipe)
     fresh_lora(pipe, recipe, config.seed)
+    pipe.set_checkpointing(config.checkpoint)
     score = score or reward_score(recipe, pipe)
     prompts = [p.text for p in recipe.train.prompts.load()]
     optimizer = make_optimizer(pipe.unet, config)
