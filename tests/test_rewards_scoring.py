@@ -91,7 +91,7 @@ def test_cache_key_includes_prompt_and_reward(tmp_path, hps, files):
 def test_corrupt_cache_chunk_is_rebuilt(tmp_path, hps):
     image_set = ImageSet.open(_write_set(tmp_path / "set"))
     first = R.score_imageset(image_set, hps, progress=False)
-    chunks = list(ScoreCache(hps.reward_id).folder.glob("chunk-*.json"))
+    chunks = list(ScoreCache(hps.reward_id).folder.glob("chunk-*.npz"))
     assert len(chunks) == 1
     chunks[0].write_bytes(chunks[0].read_bytes()[:40])  # torn write
     with pytest.warns(UserWarning, match="corrupt"):
