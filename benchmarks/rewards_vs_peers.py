@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--hpsv2-path", default=None, help="folder with the hpsv2 package")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
     args = parser.parse_args()
 
     import open_clip
@@ -83,7 +84,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
     }
     t0 = time.perf_counter()
-    reward = R.load("hpsv2", device=args.device, weights=ckpt, arch=args.arch)
+    reward = R.load("hpsv2", device=args.device, dtype=args.dtype, weights=ckpt, arch=args.arch)
     results["rdbench_load_s"] = round(time.perf_counter() - t0, 2)
     reward.score(images[:2], prompt)  # warm-up
     ours = None

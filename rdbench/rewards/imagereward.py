@@ -3,10 +3,12 @@ Text-to-Image Generation") -- registered but not available in this version of rd
 
 The official model is BLIP (ViT-L image encoder + BERT text encoder with cross-attention) with
 an MLP head: ``reward = (mlp(text_encoder(prompt, image)[CLS]) - 0.16717362830052426) /
-1.0333394966054072``, text truncated to 35 tokens. The ``image-reward`` package imports BLIP
-helpers that recent transformers releases no longer export, so it is not a dependency, and a
-port of its scoring path onto transformers' BLIP (with the checkpoint's key mapping) has not
-been written and verified yet. Loading raises a clear error instead of returning wrong numbers.
+1.0333394966054072``, text truncated to 35 tokens. The ``image-reward`` package (1.5) does not
+import with transformers 5 (its ``BLIP/med.py`` imports ``apply_chunking_to_forward`` from
+``transformers.modeling_utils``, which no longer exports it) and also needs OpenAI's ``clip``
+package, so it is not a dependency; a port of its scoring path onto transformers' BLIP (with
+the checkpoint's key mapping) has not been written and verified yet. Loading raises a clear
+error instead of returning unverified numbers.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ INFO = RewardInfo(
 
 UNAVAILABLE = (
     "reward 'imagereward' is not available in this version of rdbench: the official "
-    "`image-reward` package does not import with current transformers (it uses BLIP helpers "
-    "transformers no longer exports) and rdbench's own port onto transformers' BLIP is not "
-    "written yet. Use pickscore, hpsv2, clipscore or aesthetic instead."
+    "`image-reward` package does not import with transformers 5 (its BLIP code imports "
+    "apply_chunking_to_forward, which transformers no longer exports) and rdbench's own port "
+    "onto transformers' BLIP is not written yet. Use pickscore, hpsv2, clipscore or aesthetic."
 )
 
 
