@@ -123,20 +123,23 @@ class EvaluateOptions:
             raise RdbenchError(f"confidence must be in (0, 1), e.g. 0.95; got {self.confidence}")
         if self.on_error not in ON_ERROR_CHOICES:
             raise RdbenchError(f"on_error must be one of {ON_ERROR_CHOICES}, got {self.on_error!r}")
-        known = set(self.extractors) | {_base_reward(r) for r in self.rewards}
+        _check_labels(self)
+        from rdbench.rewards import REWARDS
+
+        known = set(rdbench.features.EXTRACTORS) | set(REWARDS)
         unknown = sorted(set(self.weights) - known)
         if unknown:
             raise RdbenchError(
-                f"weights for {unknown}: name one of the requested extractors or rewards "
+                f"weights for {unknown}: name a feature extractor or reward "
                 f"({', '.join(sorted(known))})"
             )
-        for what, table, allowed in (
-            ("extractor_options", self.extractor_options, set(self.extractors)),
-            ("reward_options", self.reward_options, {_base_reward(r) for r in self.rewards}),
+        for what, table, registry in (
+            ("extractor_options", self.extractor_options, rdbench.features.EXTRACTORS),
+            ("reward_options", self.reward_options, REWARDS),
         ):
-            extra = sorted(set(table) - allowed)
+            extra = sorted(set(table) - set(registry))
             if extra:
-                raise RdbenchError(f"{what} for {extra}: not requested ({', '.join(allowed)})")
+                raise RdbenchError(f"{what} for {extra}: choose from {', '.join(registry)}")
 
 
 @dataclass
@@ -168,6 +171,27 @@ def _names(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
     if len(set(out)) != len(out):
         raise RdbenchError(f"{what}: {', '.join(out)} names one twice")
     return out
+
+
+def _check_labels(o: EvaluateOptions) -> None:
+    """Refuse labels the result schema would refuse, before any work is done."""
+    from pydantic import ValidationError
+
+    from rdbench.results import Method, Setup, describe_errors
+
+    try:
+        Method(name=o.method, regularizer=o.regularizer, strength=o.strength)
+        Setup(
+            base_model=o.base_model,
+            reward_model=o.reward_model,
+            prompt_suite=o.prompt_suite,
+            split=o.split,
+            n_prompts=0,
+            n_seeds=0,
+            n_images=0,
+        )
+    except ValidationError as exc:
+        raise RdbenchError(f"result labels: {describe_errors(exc)}") from None
 
 
 def _base_reward(name: str) -> str:
