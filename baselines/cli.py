@@ -31,10 +31,18 @@ def demo(quick: bool, out: Path, seed: int, progress: bool) -> None:
     """Run the toy study: Lemma-1 curve, KL / LoRA-scale / AIG frontiers, result files."""
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matmuls: threads only add contention
+    try:
+        _run_demo(quick, out, seed, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_demo(quick: bool, out: Path, seed: int, progress: bool) -> None:
     from baselines.toy.plots import frontier_plot, lemma1_plot
     from baselines.toy.study import StudyConfig, dump_summary, run_study, table
 
-    torch.set_num_threads(1)  # small matmuls: threads only add contention
     config = StudyConfig.quick(seed) if quick else StudyConfig(seed=seed)
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,15 @@ from rdbench.errors import RdbenchError
 STEPS = 6
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny matmuls: one intra-op thread is fastest and immune to CPU contention."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def tiny_model(seed: int = 0, n_prompts: int = 1) -> ToyDenoiser:
     torch.manual_seed(seed)
     model = ToyDenoiser(ToyModelConfig(dim=2, hidden=16, depth=1, time_dim=8, n_prompts=n_prompts))
@@ -51,8 +60,15 @@ REWARD = PeakReward(torch.tensor([1.5, -1.0]), width=0.5)
 
 def test_only_lora_parameters_receive_gradients():
     model = tiny_model()
-    loss, _ = draft_loss(model, model, toy_scheduler(), REWARD, None, noise(),
-                         DraftConfig(num_inference_steps=STEPS, k=2))
+    loss, _ = draft_loss(
+        model,
+        model,
+        toy_scheduler(),
+        REWARD,
+        None,
+        noise(),
+        DraftConfig(num_inference_steps=STEPS, k=2),
+    )
     loss.backward()
     for name, p in model.named_parameters():
         if "lora_" in name:
@@ -85,11 +101,21 @@ def test_draft_lv_runs_and_differs_from_draft_1():
     model = tiny_model()
     perturb(model)
     grads = {}
-    for cfg in (DraftConfig(num_inference_steps=STEPS, k=1), DraftConfig(
-            num_inference_steps=STEPS, lv=2)):
+    for cfg in (
+        DraftConfig(num_inference_steps=STEPS, k=1),
+        DraftConfig(num_inference_steps=STEPS, lv=2),
+    ):
         model.zero_grad(set_to_none=True)
-        loss, _ = draft_loss(model, model, toy_scheduler(), REWARD, None, noise(), cfg,
-                             torch.Generator().manual_seed(3))
+        loss, _ = draft_loss(
+            model,
+            model,
+            toy_scheduler(),
+            REWARD,
+            None,
+            noise(),
+            cfg,
+            torch.Generator().manual_seed(3),
+        )
         loss.backward()
         grads[cfg.method] = torch.cat([p.grad.flatten() for p in lora_parameters(model)])
     assert torch.isfinite(grads["draft-lv2"]).all() and grads["draft-lv2"].abs().sum() > 0
@@ -114,9 +140,15 @@ def test_draft_steps_raise_the_reward():
     x = noise(64, seed=5)
     before = REWARD(run(predictor(model, None), x)).mean()
     cfg = DraftConfig(steps=15, lr=2e-2, num_inference_steps=STEPS, k=2, weight_decay=0.0)
-    history = train_draft(model, model, toy_scheduler(), REWARD,
-                          lambda g: (None, torch.randn(32, 2, generator=g)), cfg,
-                          progress=False)
+    history = train_draft(
+        model,
+        model,
+        toy_scheduler(),
+        REWARD,
+        lambda g: (None, torch.randn(32, 2, generator=g)),
+        cfg,
+        progress=False,
+    )
     after = REWARD(run(predictor(model, None), x)).mean()
     assert len(history) == 15
     assert after > before + 0.05
@@ -135,8 +167,7 @@ def test_scale_zero_and_aig_base_reproduce_base_sampling_bit_for_bit():
     with lora_scale(model, 1.0):
         assert torch.equal(run(predictor(model, None), x), finetuned)
     assert torch.equal(run(aig_predictor(model, model, None, "base", STEPS), x), base)
-    assert torch.equal(run(aig_predictor(model, model, None, "power:1e9", STEPS), x)[:0],
-                       base[:0])
+    assert torch.equal(run(aig_predictor(model, model, None, "power:1e9", STEPS), x)[:0], base[:0])
     assert torch.equal(run(base_predictor(model, model, None), x), base)
     assert torch.equal(run(aig_predictor(model, model, None, "draft", STEPS), x), finetuned)
     # the scale context restores the adapter, and a half scale lies in between
@@ -176,14 +207,24 @@ def test_classifier_free_guidance_endpoints():
     model = tiny_model(n_prompts=2)
     perturb(model)
     x, t, cond, null = noise(4), torch.tensor(300), torch.tensor([0, 1, 0, 1]), torch.tensor([2])
-    torch.testing.assert_close(classifier_free_guidance(model, 1.0, null)(x, t, cond),
-                               model(x, t, cond), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(classifier_free_guidance(model, 0.0, null)(x, t, cond),
-                               model(x, t, null.expand(4)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        classifier_free_guidance(model, 1.0, null)(x, t, cond),
+        model(x, t, cond),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    torch.testing.assert_close(
+        classifier_free_guidance(model, 0.0, null)(x, t, cond),
+        model(x, t, null.expand(4)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
-@pytest.mark.parametrize("spec", ["linear", "power:2", "power:4", "step:0.5", "sigmoid:10,0.5",
-                                  "base", "draft", "power:0.5"])
+@pytest.mark.parametrize(
+    "spec",
+    ["linear", "power:2", "power:4", "step:0.5", "sigmoid:10,0.5", "base", "draft", "power:0.5"],
+)
 def test_schedules_are_monotone_and_bounded(spec):
     g = schedule_values(spec, 25)
     assert all(0.0 <= v <= 1.0 for v in g)
@@ -212,8 +253,9 @@ def test_lora_save_load_generate_round_trip(tmp_path):
     recipe = load_lora(fresh, path)
     assert recipe == {"method": "draft-k1", "lr": 1e-3}
     assert torch.equal(run(predictor(fresh, None), x), expected)
-    other = add_lora(ToyDenoiser(ToyModelConfig(dim=2, hidden=16, depth=2, time_dim=8)),
-                     ["layers.0"], rank=4)
+    other = add_lora(
+        ToyDenoiser(ToyModelConfig(dim=2, hidden=16, depth=2, time_dim=8)), ["layers.0"], rank=4
+    )
     with pytest.raises(RdbenchError):
         load_lora(other, path)
 
@@ -224,8 +266,12 @@ def test_sampling_is_deterministic_and_batch_size_independent():
     x = noise(8)
     sn = torch.randn(STEPS, 8, 2, generator=torch.Generator().manual_seed(9))
     whole = run(predictor(model, None), x, eta=1.0, step_noise=sn)
-    halves = torch.cat([run(predictor(model, None), x[:4], eta=1.0, step_noise=sn[:, :4]),
-                        run(predictor(model, None), x[4:], eta=1.0, step_noise=sn[:, 4:])])
+    halves = torch.cat(
+        [
+            run(predictor(model, None), x[:4], eta=1.0, step_noise=sn[:, :4]),
+            run(predictor(model, None), x[4:], eta=1.0, step_noise=sn[:, 4:]),
+        ]
+    )
     torch.testing.assert_close(whole, halves, rtol=1e-5, atol=1e-6)
     a = run(predictor(model, None), x, eta=0.5, generator=torch.Generator().manual_seed(2))
     b = run(predictor(model, None), x, eta=0.5, generator=torch.Generator().manual_seed(2))
@@ -234,8 +280,15 @@ def test_sampling_is_deterministic_and_batch_size_independent():
     runs = []
     for _ in range(2):
         m = tiny_model()
-        train_draft(m, m, toy_scheduler(), REWARD,
-                    lambda g: (None, torch.randn(8, 2, generator=g)), cfg, progress=False)
+        train_draft(
+            m,
+            m,
+            toy_scheduler(),
+            REWARD,
+            lambda g: (None, torch.randn(8, 2, generator=g)),
+            cfg,
+            progress=False,
+        )
         runs.append(run(predictor(m, None), x))
     assert torch.equal(runs[0], runs[1])
 
@@ -247,4 +300,5 @@ def test_bad_settings_raise():
         run(predictor(tiny_model(), None), noise(), grad_steps=STEPS + 1)
     with pytest.raises(RdbenchError):
         lora_parameters(ToyDenoiser(ToyModelConfig())) or adapters_disabled(
-            ToyDenoiser(ToyModelConfig())).__enter__()
+            ToyDenoiser(ToyModelConfig())
+        ).__enter__()

@@ -31,6 +31,15 @@ STEPS = 20
 N = 1500
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny matmuls: one intra-op thread is fastest and immune to CPU contention."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def test_mixture_shapes_and_exact_sampling():
     m = hypercube(16, 8, std=0.25)
     assert m.means.shape == (16, 8) and len(torch.unique(m.means, dim=0)) == 16
@@ -82,7 +91,6 @@ def test_multi_peak_reward_has_equal_maxima():
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     """A small base trained once (about 4 s on one core) with a zero LoRA on top."""
-    torch.set_num_threads(1)
     mix = hypercube(16, 8, std=0.25)
     model = cached_base(
         [mix],

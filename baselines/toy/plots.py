@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from baselines.toy.study import DIVERSITY_AXES, StudyOutput, series  # noqa: E402
+from rdbench.results import metric_spec  # noqa: E402
 
 REWARD = "reward/toy-peak"
 COLORS = {"kl": "tab:blue", "lora-scale": "tab:orange", "aig": "tab:green"}
@@ -52,11 +53,15 @@ def frontier_plot(study: StudyOutput, path: Path) -> Path:
                     xytext=(4, 4),
                     textcoords="offset points",
                 )
-        ax.set_xlabel(f"{axis} (diversity, higher is better)")
+        better = "higher" if metric_spec(axis).higher_is_better else "lower"
+        ax.set_xlabel(f"{axis} vs base model (diversity, {better} is better)")
         ax.set_ylabel("mean reward (higher is better)")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("Toy reward-diversity frontiers (95% bootstrap intervals)")
+    fig.suptitle(
+        "Toy reward-diversity frontiers (95% percentile bootstrap intervals; k-NN "
+        "recall intervals are biased low by duplicate resamples)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

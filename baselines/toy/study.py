@@ -42,10 +42,18 @@ from rdbench.metrics.fid import fid_from_features
 from rdbench.metrics.manifold import precision_recall
 from rdbench.metrics.scd import spectral_covariance_distance
 from rdbench.metrics.vendi import vendi_score
-from rdbench.results import Extractor, Method, MetricValue, Provenance, Result, Setup
+from rdbench.results import (
+    Extractor,
+    Method,
+    MetricValue,
+    Provenance,
+    Result,
+    Setup,
+    metric_spec,
+)
 
 FEATURES = "raw"  # metrics on the raw 8-D samples: the "feature extractor" is the identity
-DIVERSITY_AXES = ("recall/raw", "mode_entropy")
+DIVERSITY_AXES = ("mode_entropy", "fid/raw", "recall/raw")  # fid: lower is better
 
 
 @dataclass(frozen=True)
@@ -67,19 +75,19 @@ class StudyConfig:
     lemma_every: int = 5
     lemma_n: int = 1000
     lv: int = 2
-    kl_lambdas: tuple[float, ...] = (0.1, 0.3, 0.45, 0.5, 0.55, 0.6, 0.8, 1.0, 2.0)
-    lora_scales: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
+    kl_lambdas: tuple[float, ...] = (0.3, 0.45, 0.5, 0.6, 0.8, 1.0, 2.0)
+    lora_scales: tuple[float, ...] = (0.05, 0.1, 0.15, 0.25, 0.5, 0.75)
     aig_schedules: tuple[str, ...] = (
-        "linear",
         "power:2",
         "power:4",
         "power:8",
-        "step:0.5",
+        "power:16",
         "step:0.8",
-        "sigmoid:10,0.7",
+        "step:0.9",
+        "sigmoid:20,0.85",
     )
     n_boot: int = 200
-    n_boot_knn: int = 30
+    n_boot_knn: int = 20
 
     @classmethod
     def quick(cls, seed: int = 0) -> StudyConfig:
@@ -372,20 +380,21 @@ def series(points: list[Point]) -> dict[str, list[Point]]:
 
 
 def aig_dominance(points: list[Point], axis: str) -> dict[str, Any]:
-    """Does AIG's frontier dominate? Hypervolume per series and the share of each other
-    series' points that some AIG point weakly dominates (reward and diversity, both up)."""
+    """Does AIG's frontier dominate? Hypervolume per series (shared reference point: the
+    nadir of all points, 5% further out) and the share of each other series' points that some
+    AIG point weakly dominates in (reward, diversity); FID's direction is flipped."""
+    maximize = (True, metric_spec(axis).higher_is_better)
+    sign = 1.0 if maximize[1] else -1.0
     groups = series(points)
-    ref = reference_point(_xy(points, axis), margin=0.05)
-    areas = {k: frontier_area(_xy(v, axis), ref) for k, v in groups.items()}
+    ref = reference_point(_xy(points, axis), maximize, margin=0.05)
+    areas = {k: frontier_area(_xy(v, axis), ref, maximize) for k, v in groups.items()}
     aig = _xy(groups["aig"], axis)
     dominated = {}
     for k in ("kl", "lora-scale"):
-        own = [p for p in groups[k] if p.regularizer == k]
-        pts = _xy(own, axis)
-        hit = [bool(np.any((aig[:, 0] >= r) & (aig[:, 1] >= d))) for r, d in pts]
+        pts = _xy([p for p in groups[k] if p.regularizer == k], axis)
+        hit = [bool(np.any((aig[:, 0] >= r) & (sign * aig[:, 1] >= sign * d))) for r, d in pts]
         dominated[k] = float(np.mean(hit)) if hit else float("nan")
-    everything = _xy(points, axis)
-    on_front = is_pareto(everything)
+    on_front = is_pareto(_xy(points, axis), maximize)
     return {
         "hypervolume": areas,
         "share_dominated_by_aig": dominated,
