@@ -11,6 +11,7 @@ import torch
 from tiny_sd import make_tiny_sd
 
 from baselines.core.draft import DraftConfig, draft_loss, train_draft
+from baselines.core.guidance import aig_predictor
 from baselines.core.lora import lora_parameters, save_lora
 from baselines.core.regularizers import KLPredictor
 from baselines.core.sampling import predictor, sample
@@ -199,8 +200,6 @@ def test_scale_0_and_g_0_are_base_bit_for_bit_and_scale_1_g_1_are_finetuned(sd_f
 
 
 def test_aig_single_mixed_adapter_forward_matches_two_passes(sd_folder):
-    from baselines.core.guidance import aig_predictor
-
     pipe = load(sd_folder)
     perturb(pipe)
     cond, noise = pipe.encode(PROMPTS), pipe.initial_noise([3, 4])
@@ -261,3 +260,33 @@ def test_bad_methods_are_refused(sd_folder):
             parse_method(spec)
     with pytest.raises(RdbenchError, match="needs LoRA"):
         images(load(sd_folder, lora=False), "draft")
+
+
+def test_sdxl_conditioning_cfg_and_aig_on_a_tiny_sdxl(tmp_path):
+    folder = make_tiny_sd(tmp_path / "xl", xl=True)
+    pipe = load_pipeline("tiny/sdxl", folder, device="cpu", scheduler="euler", guidance_scale=2.0)
+    assert pipe.xl and type(pipe.scheduler).__name__ == "EulerDiscreteScheduler"
+    cond = pipe.encode(PROMPTS)
+    assert cond["embeds"].shape == (2, 77, 64) and cond["pooled"].shape == (2, 32)
+    assert cond["time_ids"].tolist() == [[16, 16, 0, 0, 16, 16]] * 2
+    assert torch.equal(pipe.uncond(2)["pooled"], torch.zeros(2, 32))  # zeros, as SDXL forces
+    pipe.add_lora(rank=4)
+    perturb(pipe)
+    noise = pipe.initial_noise([0, 1])
+    out = {}
+    for batched in (True, False):
+        predict = aig_predictor(pipe.unet, pipe.denoiser(), cond, "power:2", 3, batched=batched)
+        with torch.no_grad():
+            out[batched] = sample(predict, pipe.scheduler, noise, num_steps=3)
+    assert torch.allclose(out[True], out[False], atol=1e-5)
+    loss, _ = draft_loss(
+        pipe.unet,
+        pipe.denoiser(),
+        pipe.scheduler,
+        pipe.latent_reward(brightness),
+        cond,
+        noise,
+        DraftConfig(num_inference_steps=3, k=1),
+    )
+    loss.backward()
+    assert any(p.grad.abs().sum() > 0 for p in lora_parameters(pipe.unet))

@@ -16,14 +16,27 @@ import torch
 from tiny_rewards import _byte_vocab
 
 CROSS_DIM = 32
+# SDXL's added conditioning: 6 ids x addition_time_embed_dim + the pooled text embedding
+XL_UNET = {
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 8,
+    "projection_class_embeddings_input_dim": 6 * 8 + CROSS_DIM,
+}
 
 
 def _seeded(seed: int):
     torch.manual_seed(seed)
 
 
-def make_tiny_sd(folder: str | Path, *, seed: int = 0, sample_size: int = 8) -> Path:
-    """Save a tiny SD-1.x-shaped pipeline under ``folder`` and return it."""
+def make_tiny_sd(
+    folder: str | Path, *, seed: int = 0, sample_size: int = 8, xl: bool = False
+) -> Path:
+    """Save a tiny SD-1.x-shaped pipeline under ``folder`` and return it.
+
+    ``xl=True``: SDXL-shaped instead: two text encoders (the second with a projection, whose
+    pooled output and the 6 size/crop ids feed the UNet's ``text_time`` embedding) and
+    cross-attention on both encoders' hidden states concatenated.
+    """
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -38,9 +51,10 @@ def make_tiny_sd(folder: str | Path, *, seed: int = 0, sample_size: int = 8) -> 
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=CROSS_DIM,
+        cross_attention_dim=2 * CROSS_DIM if xl else CROSS_DIM,
         attention_head_dim=8,
         norm_num_groups=8,
+        **(XL_UNET if xl else {}),
     )
     unet.save_pretrained(folder / "unet")
     _seeded(seed + 1)
@@ -63,21 +77,26 @@ def make_tiny_sd(folder: str | Path, *, seed: int = 0, sample_size: int = 8) -> 
     tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"))
     tokenizer.model_max_length = 77
     tokenizer.save_pretrained(tok_dir)
-    _seeded(seed + 2)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=CROSS_DIM,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=len(vocab),
-            max_position_embeddings=77,
-            bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=vocab["<|endoftext|>"],
-            pad_token_id=vocab["<|endoftext|>"],
-        )
+    text_config = CLIPTextConfig(
+        hidden_size=CROSS_DIM,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=len(vocab),
+        max_position_embeddings=77,
+        projection_dim=CROSS_DIM,
+        bos_token_id=vocab["<|startoftext|>"],
+        eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
     )
-    text_encoder.save_pretrained(folder / "text_encoder")
+    _seeded(seed + 2)
+    CLIPTextModel(text_config).save_pretrained(folder / "text_encoder")
+    if xl:
+        from transformers import CLIPTextModelWithProjection
+
+        _seeded(seed + 3)
+        CLIPTextModelWithProjection(text_config).save_pretrained(folder / "text_encoder_2")
+        tokenizer.save_pretrained(folder / "tokenizer_2")
     DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -87,7 +106,7 @@ def make_tiny_sd(folder: str | Path, *, seed: int = 0, sample_size: int = 8) -> 
         steps_offset=1,  # as in SD v1.4's scheduler_config.json
     ).save_pretrained(folder / "scheduler")
     index = {
-        "_class_name": "StableDiffusionPipeline",
+        "_class_name": "StableDiffusionXLPipeline" if xl else "StableDiffusionPipeline",
         "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"],
         "text_encoder": ["transformers", "CLIPTextModel"],
