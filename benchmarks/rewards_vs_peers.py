@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--hpsv2-path", default=None, help="folder with the hpsv2 package")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16")
+    parser.add_argument("--dtype", default="float32", help="comma-separated: float32,float16")
     args = parser.parse_args()
 
     import open_clip
@@ -83,15 +83,22 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-    t0 = time.perf_counter()
-    reward = R.load("hpsv2", device=args.device, dtype=args.dtype, weights=ckpt, arch=args.arch)
-    results["rdbench_load_s"] = round(time.perf_counter() - t0, 2)
-    reward.score(images[:2], prompt)  # warm-up
     ours = None
-    for bs in (1, 8, 32):
-        start = time.perf_counter()
-        ours = reward.score(images, prompt, batch_size=bs)
-        results[f"rdbench_bs{bs}_img_per_s"] = round(args.n / (time.perf_counter() - start), 2)
+    for dtype in args.dtype.split(","):
+        t0 = time.perf_counter()
+        reward = R.load("hpsv2", device=args.device, dtype=dtype, weights=ckpt, arch=args.arch)
+        results[f"rdbench_{dtype}_load_s"] = round(time.perf_counter() - t0, 2)
+        reward.score(images[:2], prompt)  # warm-up
+        for bs in (1, 8, 32):
+            start = time.perf_counter()
+            scores = reward.score(images, prompt, batch_size=bs)
+            rate = args.n / (time.perf_counter() - start)
+            results[f"rdbench_{dtype}_bs{bs}_img_per_s"] = round(rate, 2)
+        if ours is None:
+            ours = scores
+        else:
+            results[f"max_abs_diff_{dtype}_vs_first"] = float(np.abs(scores - ours).max())
+        del reward
     if args.hpsv2_path:
         try:
             seconds, theirs = _official_path(args.hpsv2_path, args.arch, ckpt, images, prompt)
