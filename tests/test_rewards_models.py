@@ -338,6 +338,8 @@ def test_dtype_and_frozen_parameters(files):
     assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in reward.parameters())
     images = _images(1)
     assert np.isfinite(reward.score(images, "a cat")).all()
+    out = reward.score_tensor(_to_tensor(images).requires_grad_(True), "a cat")
+    assert out.dtype == torch.float32 and out.requires_grad
     with pytest.raises(RdbenchError, match="unknown dtype"):
         R.load("hpsv2", dtype="float8")
 

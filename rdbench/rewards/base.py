@@ -211,11 +211,15 @@ class Reward(torch.nn.Module):
     def score_tensor(
         self, images: torch.Tensor, prompts: Sequence[str] | str | None = None
     ) -> torch.Tensor:
-        """Differentiable scores (shape ``B``) of a ``B x 3 x H x W`` batch in [0, 1]."""
+        """Differentiable float32 scores (shape ``B``) of a ``B x 3 x H x W`` batch in [0, 1].
+
+        The model runs in the reward's dtype; the scores are cast to float32 so that a loss
+        built on them is not computed in half precision. Values outside [0, 1] are not clipped.
+        """
         images = check_image_tensor(images)
         prompts = self.check_prompts(prompts, images.shape[0])
         pixels = self._pixels_from_tensor(images.to(self.device, self.dtype))
-        return self._forward(pixels, prompts)
+        return self._forward(pixels, prompts).float()
 
     def extra_repr(self) -> str:
         return f"reward_id={self.reward_id!r}, device={self.device}, dtype={self.dtype}"
