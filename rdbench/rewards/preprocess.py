@@ -101,8 +101,11 @@ def check_image_tensor(images: torch.Tensor) -> torch.Tensor:
 def _resize(images: torch.Tensor, hw: tuple[int, int], clamp: bool) -> torch.Tensor:
     if tuple(images.shape[-2:]) == hw:
         return images
-    out = F.interpolate(images, size=hw, mode="bicubic", antialias=True, align_corners=False)
-    return out.clamp(0.0, 1.0) if clamp else out  # PIL clips its 8-bit output
+    # resize in float32 at least (antialiased bicubic has no bfloat16 CPU kernel)
+    work = images if images.dtype == torch.float64 else images.float()
+    out = F.interpolate(work, size=hw, mode="bicubic", antialias=True, align_corners=False)
+    out = out.clamp(0.0, 1.0) if clamp else out  # PIL clips its 8-bit output
+    return out.to(images.dtype)
 
 
 def tensor_resize_center_crop(
