@@ -32,7 +32,7 @@ def test_quick_demo_writes_its_outputs(demo_run):
     out, run = demo_run
     assert run.exit_code == 0, run.output
     assert "method" in run.output and "draft+aig" in run.output and "hypervolume" in run.output
-    for png in ("frontier.png", "lemma1.png"):
+    for png in ("frontier.png", "lemma1.png", "ring.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     summary = json.loads((out / "summary.json").read_text())

@@ -8,7 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 
+from baselines.toy.mixture import Mixture  # noqa: E402
 from baselines.toy.study import DIVERSITY_AXES, StudyOutput, series  # noqa: E402
 from rdbench.results import metric_spec  # noqa: E402
 
@@ -84,6 +86,26 @@ def lemma1_plot(study: StudyOutput, path: Path) -> Path:
         ax.set_xlabel("DRaFT-K training step")
         ax.grid(alpha=0.3)
     fig.suptitle("Lemma 1 in practice: unregularised DRaFT collapses diversity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def ring_plot(
+    mixture: Mixture, peak: torch.Tensor, samples: dict[str, torch.Tensor], path: Path
+) -> Path:
+    """Scatter of each sampler's 2-D samples with the ring's modes and the reward's maximiser."""
+    fig, axes = plt.subplots(1, len(samples), figsize=(3.6 * len(samples), 3.8))
+    lim = float(mixture.means.abs().max()) + 1.0
+    for ax, (name, x) in zip(axes, samples.items(), strict=True):
+        ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.4)
+        ax.scatter(mixture.means[:, 0], mixture.means[:, 1], marker="x", c="k", s=30)
+        ax.scatter([float(peak[0])], [float(peak[1])], marker="*", c="tab:red", s=120)
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("8-mode ring: modes (x) and the reward's maximiser (red star)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -33,7 +33,7 @@ from baselines.core.guidance import aig_predictor, base_predictor
 from baselines.core.lora import ADAPTER, add_lora, lora_scale, save_lora
 from baselines.core.sampling import predictor, sample
 from baselines.core.schedules import schedule_values
-from baselines.toy.mixture import Mixture, coverage, hypercube, mode_entropy, mode_kl
+from baselines.toy.mixture import Mixture, coverage, hypercube, mode_entropy, mode_kl, ring
 from baselines.toy.model import ToyDenoiser, ToyModelConfig, cached_base, toy_scheduler
 from baselines.toy.reward import PeakReward
 from rdbench.frontier import frontier_area, is_pareto, reference_point
@@ -139,10 +139,12 @@ class StudyOutput:
 class Toy:
     """The trained base, its LoRA adapter slot, the reward and the evaluation noise."""
 
-    def __init__(self, config: StudyConfig, out: Path, progress: bool = True) -> None:
+    def __init__(
+        self, config: StudyConfig, out: Path, progress: bool = True, mixture: Mixture | None = None
+    ) -> None:
         self.config, self.progress = config, progress
         c = config
-        self.mixture: Mixture = hypercube(c.n_modes, c.dim, std=c.mode_std, seed=c.seed)
+        self.mixture: Mixture = mixture or hypercube(c.n_modes, c.dim, std=c.mode_std, seed=c.seed)
         model_config = ToyModelConfig(dim=c.dim, hidden=c.hidden)
         base: ToyDenoiser = cached_base(
             [self.mixture],
@@ -364,6 +366,28 @@ def run_study(
     result = StudyOutput(config, lemma, points, dominance, timings)
     write_results(result, out / "results", base_x)
     return result
+
+
+RING_SAMPLERS = ("base", "draft", "lora-scale 0.25", "aig power:8")
+
+
+def ring_pictures(
+    config: StudyConfig, out: Path, progress: bool = True
+) -> tuple[Mixture, torch.Tensor, dict[str, torch.Tensor]]:
+    """The same methods on the 2-D 8-mode ring, for a picture: base, unregularised DRaFT,
+    LoRA scale 0.25 and AIG ``power:8`` on that adapter. Returns (mixture, reward peak, samples)."""
+    c = replace(config, dim=2, n_modes=8)
+    toy = Toy(c, out, progress, mixture=ring(8, radius=2.0, std=0.15))
+    toy.load_adapter(toy.train(toy.draft_config()))
+    T = c.num_inference_steps
+    samples = {
+        "base": toy.generate(base_predictor(toy.model, toy.model, None)),
+        "draft": toy.generate(predictor(toy.model, None)),
+    }
+    with lora_scale(toy.model, 0.25):
+        samples["lora-scale 0.25"] = toy.generate(predictor(toy.model, None))
+    samples["aig power:8"] = toy.generate(aig_predictor(toy.model, toy.model, None, "power:8", T))
+    return toy.mixture, toy.reward.center, samples
 
 
 def _xy(points: list[Point], axis: str) -> np.ndarray:
