@@ -14,7 +14,7 @@ Flow (the same for the Python API and ``rdbench evaluate``):
 5. intervals: means over prompts (rewards, per-prompt diversity) get a cluster-bootstrap
    interval with ``mean_resamples`` resamples (vectorised, milliseconds). Set metrics get one
    only with ``bootstrap > 0``: each resample recomputes the metric (FID at d = 2048 costs
-   about 0.3-1 s), so 200 resamples of FID + precision/recall/density/coverage on 5,000
+   about 1 s, several seconds when N < 2048 makes the covariance singular), so 200 resamples of FID + precision/recall/density/coverage on 5,000
    images take minutes. Resampling is by prompt (all images of a drawn prompt), by image for
    a set without manifest; both sets share the draw when they hold the same prompts;
 6. paired differences (generated - reference) of rewards and per-prompt diversity over the
