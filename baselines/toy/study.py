@@ -94,7 +94,7 @@ class StudyConfig:
         return cls(
             seed=seed,
             hidden=64,
-            base_steps=1500,
+            base_steps=800,
             base_batch=256,
             base_lr=5e-3,
             n_eval=400,
