@@ -519,4 +519,4 @@ def dump_summary(study: StudyOutput, path: Path) -> None:
     path.write_text(json.dumps(summary(study), indent=2, default=float) + "\n")
 
 
-__all__ = ["StudyConfig", "run_study", "table", "summary", "replace"]
+__all__ = ["StudyConfig", "ring_pictures", "run_study", "summary", "table"]
