@@ -101,11 +101,18 @@ def ring_plot(
     for ax, (name, x) in zip(axes, samples.items(), strict=True):
         ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.4)
         ax.scatter(mixture.means[:, 0], mixture.means[:, 1], marker="x", c="k", s=30)
-        ax.scatter([float(peak[0])], [float(peak[1])], marker="*", c="tab:red", s=120)
+        ax.scatter(
+            [float(peak[0])],
+            [float(peak[1])],
+            marker="*",
+            s=160,
+            facecolors="none",
+            edgecolors="tab:red",
+        )
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=name)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("8-mode ring: modes (x) and the reward's maximiser (red star)")
+    fig.suptitle("8-mode ring: modes (x) and the reward's maximiser (hollow red star)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
