@@ -379,7 +379,13 @@ def _prompt_diversity(
     from rdbench.metrics.bootstrap import paired_mean_diff
     from rdbench.metrics.prompt_diversity import by_category, per_prompt_scores
 
-    scores = per_prompt_scores(gen.array, gen_ids)
+    try:
+        scores = per_prompt_scores(gen.array, gen_ids)
+    except RdbenchError as exc:
+        if ctx.o.per_prompt:  # asked for explicitly
+            raise
+        ctx.say(f"per-prompt diversity ({source}) left out: {exc}")  # e.g. after skipped files
+        return
     n = len(scores.prompt_ids)
     if scores.n_prompts_skipped:
         ctx.say(

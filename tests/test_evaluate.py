@@ -104,7 +104,7 @@ def collapsed_run(world, tmp_path_factory):
         args = ["evaluate", str(world.col), "--reference", str(world.div)]
         args += [
             "--extractor",
-            "inception,dinov2,clip",
+            "dinov2,clip",
             *_weights_args(world),
             *_reward_args(world),
         ]
@@ -136,13 +136,12 @@ def test_result_file_validates_and_records_provenance(world, collapsed_run):
     ref_manifest = (world.div / "manifest.jsonl").read_bytes()
     assert result.reference_manifest_sha256 == hashlib.sha256(ref_manifest).hexdigest()
     assert [(e.id, e.resize_mode) for e in result.extractors] == [
-        ("inception", "clean"),
         ("dinov2", "hf_resize_center_crop"),
         ("clip", "resize_center_crop"),
     ]
     assert result.provenance.rdbench_version == rdbench.__version__
     assert "numpy" in result.provenance.versions and "torch" in result.provenance.versions
-    assert "inception-2015-12-05:" in result.notes  # the full extractor id, with weights hash
+    assert "clip:rdbench-tiny-clip:openai:" in result.notes  # full extractor id, weights hash
     assert "paired 24 of 24 images by (prompt_id, seed)" in collapsed_run.stderr
 
 
@@ -160,30 +159,37 @@ def _fid_by_gram_matrix(x: np.ndarray, y: np.ndarray) -> float:
 
 def test_set_metrics_equal_the_metric_functions_on_extracted_features(world, collapsed_run):
     result = Result.load(collapsed_run.out)
-    ref, gen = _features(world, "inception", world.div), _features(world, "inception", world.col)
-    assert ref.shape == (24, 2048)
-    names = ["kid", "precision", "recall", "density", "coverage", "scd", "vendi"]
-    expected = compute_set_metrics(ref, gen, names, MetricOptions())
-    expected["fid"] = _fid_by_gram_matrix(ref, gen)  # FID at d=2048 costs seconds; this, ms
-    # eigh of a singular 2048 x 2048 covariance vs an SVD of 24 x 24: agree to ~1e-6 relative
-    assert result.metrics["fid/inception"].value == pytest.approx(expected["fid"], rel=1e-5)
-    for name in names:
-        assert result.metrics[f"{name}/inception"].value == pytest.approx(expected[name], rel=1e-9)
     ref, gen = _features(world, "dinov2", world.div), _features(world, "dinov2", world.col)
     names = ["fid", "precision", "recall", "density", "coverage", "vendi", "scd"]
     expected = compute_set_metrics(ref, gen, names, MetricOptions())
     assert expected["fid"] == pytest.approx(fid_from_features(ref, gen), rel=1e-12)
-    for name in names:
+    # N = 24 < d = 32: the covariances are singular and fid.py's eigh fallback agrees with the
+    # SVD of the 24 x 24 cross-Gram matrix to ~1e-6 relative
+    assert expected["fid"] == pytest.approx(_fid_by_gram_matrix(ref, gen), rel=1e-5)
+    for name in names:  # DINOv2's declared default metrics, plus vendi
         assert result.metrics[f"{name}/dinov2"].value == pytest.approx(expected[name], rel=1e-9)
     # CLIP declares vendi and scd (no FID) as its set metrics, plus per-prompt diversity.
     clip_keys = sorted(k for k in result.metrics if k.endswith("/clip"))
     assert clip_keys == ["prompt_diversity/clip", "prompt_vendi/clip", "scd/clip", "vendi/clip"]
 
 
+def test_inception_features_at_2048_dims(world):
+    # FID at d=2048 costs seconds (eigh of a singular covariance), so it runs on DINOv2 above.
+    names = ("kid", "precision", "recall", "density", "coverage", "scd", "vendi")
+    ev = _api(world, world.col, world.div, extractors=("inception",), metrics=names)
+    ref, gen = _features(world, "inception", world.div), _features(world, "inception", world.col)
+    assert ref.shape == (24, 2048)
+    expected = compute_set_metrics(ref, gen, names, MetricOptions())
+    for name in names:
+        assert ev.result.metrics[f"{name}/inception"].value == pytest.approx(expected[name])
+    assert ev.result.extractors[0].resize_mode == "clean"
+    assert "inception-2015-12-05:" in ev.result.notes  # the full extractor id, weights hash
+
+
 def test_collapsed_set_has_zero_per_prompt_diversity(world, collapsed_run):
     result = Result.load(collapsed_run.out)
     rows = _first_table(collapsed_run.stdout)
-    for source in ("inception", "dinov2", "clip"):
+    for source in ("dinov2", "clip"):
         mv = result.metrics[f"prompt_diversity/{source}"]
         assert mv.value == pytest.approx(0.0, abs=1e-12) and mv.n == N_PROMPTS
         assert result.metrics[f"prompt_vendi/{source}"].value == pytest.approx(1.0, abs=1e-9)
