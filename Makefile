@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/rdbench demo
+	$(BIN)/python -m baselines demo --out demo_out
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

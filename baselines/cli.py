@@ -1,14 +1,14 @@
-"""``python -m baselines demo``: the toy reward-diversity study end to end."""
+"""``python -m baselines``: the toy study (``demo``) and the Stable Diffusion commands."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import click
 
-from rdbench.errors import RdbenchError
+from baselines.sd.commands import COMMANDS as SD_COMMANDS
+from rdbench.cli import run_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,12 +69,10 @@ def _run_demo(quick: bool, out: Path, seed: int, progress: bool) -> None:
     )
 
 
+for _command in SD_COMMANDS:
+    cli.add_command(_command)
+
+
 def main(argv: list[str] | None = None) -> None:
-    try:
-        cli.main(args=argv, prog_name="python -m baselines", standalone_mode=False)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except RdbenchError as exc:
-        click.echo(f"baselines: error: {exc}", err=True)
-        sys.exit(2)
+    """``python -m baselines``: errors are one line and exit code 2, as for ``rdbench``."""
+    run_cli(cli, argv, "python -m baselines")

@@ -51,20 +51,28 @@ def _register() -> None:
 _register()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, not a traceback."""
+def run_cli(group: click.Group, argv: list[str] | None, prog_name: str) -> None:
+    """Run a click group so that user errors are one line on stderr and exit code 2.
+
+    Shared by ``rdbench`` and ``python -m baselines``: no traceback for bad input.
+    """
     try:
-        rv = cli.main(args=argv, prog_name="rdbench", standalone_mode=False)
+        rv = group.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("rdbench: aborted", err=True)
+        click.echo(f"{prog_name}: aborted", err=True)
         sys.exit(130)
     except click.exceptions.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except RdbenchError as exc:
-        click.echo(f"rdbench: error: {exc}", err=True)
+        click.echo(f"{prog_name}: error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        click.echo("rdbench: interrupted; finished cache chunks are kept", err=True)
+        click.echo(f"{prog_name}: interrupted; finished cache chunks are kept", err=True)
         sys.exit(130)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``rdbench`` entry point."""
+    run_cli(cli, argv, "rdbench")
