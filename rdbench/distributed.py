@@ -8,10 +8,12 @@ everything here is a no-op and the code runs as a single process.
 
 Data flow of one distributed evaluation:
 
-1. **Shard** (:func:`shard`): rank ``r`` of ``W`` takes items ``r, r + W, r + 2W, ...`` of the
-   set. No padding and no duplicates (a plain ``DistributedSampler`` pads with repeats, which
+1. **Shard** (:func:`shard`): rank ``r`` of ``W`` takes blocks ``r, r + W, r + 2W, ...`` of
+   ``batch_size`` consecutive items of the set (so each batch holds the same images as in one
+   process: network outputs can depend on a batch's other members at float32 round-off). No
+   padding and no duplicates (a plain ``DistributedSampler`` pads with repeats, which
    would count some images twice and skew diversity metrics), so every image is processed
-   exactly once; ranks differ by at most one item.
+   exactly once; ranks differ by at most one block.
 2. **Extract** (:func:`distributed_extract`, :func:`distributed_score`): each rank runs the
    ordinary :func:`rdbench.features.extract.extract_features` /
    :func:`rdbench.rewards.score_imageset` on its shard, with its own cache writes (chunks are
@@ -173,21 +175,38 @@ def is_main() -> bool:
 # ------------------------------------------------------------------------------ sharding
 
 
-def shard(items: Sequence[T], rank: int, world: int) -> list[T]:
-    """Rank-strided part ``items[rank::world]``: disjoint, complete over ranks, no padding."""
-    for name, value in (("rank", rank), ("world", world)):
+def shard_positions(n: int, rank: int, world: int, block: int = 1) -> list[int]:
+    """Positions ``0..n-1`` of rank ``rank``: blocks of ``block`` consecutive positions dealt
+    round-robin (block ``b`` goes to rank ``b mod world``). Disjoint, complete, no padding.
+
+    ``block=1`` is the plain rank-strided split ``r, r + W, r + 2W, ...``. ``block`` = the
+    batch size keeps every batch's members the same as in one process, so models whose
+    float32 output depends on the batch's other members still give bit-identical rows.
+    """
+    for name, value in (("n", n), ("rank", rank), ("world", world), ("block", block)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise RdbenchError(f"shard: {name} must be an integer, got {value!r}")
-    if world < 1 or not 0 <= rank < world:
-        raise RdbenchError(f"shard: need 0 <= rank < world and world >= 1, got {rank}, {world}")
-    return list(items[rank::world])
+    if world < 1 or not 0 <= rank < world or block < 1 or n < 0:
+        raise RdbenchError(
+            f"shard: need 0 <= rank < world, block >= 1 and n >= 0; got rank={rank}, "
+            f"world={world}, block={block}, n={n}"
+        )
+    step = block * world
+    return [
+        p for start in range(rank * block, n, step) for p in range(start, min(start + block, n))
+    ]
 
 
-def shard_imageset(imageset: Any, rank: int, world: int) -> Any:
+def shard(items: Sequence[T], rank: int, world: int, block: int = 1) -> list[T]:
+    """This rank's items: ``items[p]`` for ``p`` in :func:`shard_positions`."""
+    return [items[p] for p in shard_positions(len(items), rank, world, block)]
+
+
+def shard_imageset(imageset: Any, rank: int, world: int, block: int = 1) -> Any:
     """A shallow copy of an :class:`~rdbench.imageset.ImageSet` holding only this rank's items
     (it reads files through the same source)."""
     part = copy.copy(imageset)
-    part.items = shard(imageset.items, rank, world)
+    part.items = shard(imageset.items, rank, world, block)
     return part
 
 
@@ -364,17 +383,21 @@ def all_reduce_stats(stats: Any, ctx: DistContext | None = None) -> Any:
 # ------------------------------------------------------------------------------ pipeline
 
 
-def _run_on_shard(imageset: Any, fn: Any, ctx: DistContext) -> tuple[Any, dict[str, int]]:
+def _run_on_shard(
+    imageset: Any, fn: Any, block: int, ctx: DistContext
+) -> tuple[Any, dict[str, int]]:
     """``fn(shard)`` on this rank's shard, then :func:`agree`; returns the result and a map
     from item key to global position."""
-    part = shard_imageset(imageset, ctx.rank, ctx.world_size)
+    positions = shard_positions(len(imageset.items), ctx.rank, ctx.world_size, block)
+    part = copy.copy(imageset)
+    part.items = [imageset.items[p] for p in positions]
     result, error = None, None
     try:
         result = fn(part)
     except Exception as exc:  # shared with every rank by agree() below
         error = exc
     agree(error, ctx)
-    where = {item.key: ctx.rank + j * ctx.world_size for j, item in enumerate(part.items)}
+    where = {imageset.items[p].key: p for p in positions}
     return result, where
 
 
@@ -403,7 +426,8 @@ def distributed_extract(
 ) -> Any:
     """:func:`~rdbench.features.extract.extract_features` over all ranks.
 
-    Each rank extracts its :func:`shard` (reading and writing the feature cache itself), the
+    Each rank extracts its :func:`shard` in blocks of ``batch_size`` (so batches hold the same
+    images as in one process), reading and writing the feature cache itself; the
     ranks :func:`agree` on failures, and rank 0 receives a
     :class:`~rdbench.features.extract.Features` in ``imageset.items`` order, identical to the
     single-process one (``n_cached`` / ``n_computed`` summed over ranks). Other ranks get
@@ -414,7 +438,10 @@ def distributed_extract(
     ctx = ctx or context()
     if not ctx.active:
         return extract_features(imageset, extractor, **options)
-    feats, where = _run_on_shard(imageset, lambda p: extract_features(p, extractor, **options), ctx)
+    block = int(options.get("batch_size", 64))
+    feats, where = _run_on_shard(
+        imageset, lambda p: extract_features(p, extractor, **options), block, ctx
+    )
     out = _gather_result(
         feats.array, feats.keys, feats.skipped, (feats.n_cached, feats.n_computed), where,
         imageset, ctx,
@@ -436,7 +463,10 @@ def distributed_score(
     ctx = ctx or context()
     if not ctx.active:
         return score_imageset(imageset, reward, **options)
-    result, where = _run_on_shard(imageset, lambda p: score_imageset(p, reward, **options), ctx)
+    block = int(options.get("batch_size", 32))
+    result, where = _run_on_shard(
+        imageset, lambda p: score_imageset(p, reward, **options), block, ctx
+    )
     column = np.asarray(result.scores, dtype=np.float64).reshape(-1, 1)
     out = _gather_result(
         column, result.keys, result.skipped, (result.cached,), where, imageset, ctx

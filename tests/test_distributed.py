@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -28,21 +29,31 @@ TIMEOUT_S = 240
 
 @pytest.mark.parametrize("n", [0, 1, 2, 7, 10, 11])
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
-def test_shard_disjoint_complete_unpadded(n: int, world: int) -> None:
+@pytest.mark.parametrize("block", [1, 3])
+def test_shard_disjoint_complete_unpadded(n: int, world: int, block: int) -> None:
     items = [f"img{i}" for i in range(n)]
-    parts = [distributed.shard(items, r, world) for r in range(world)]
+    parts = [distributed.shard(items, r, world, block) for r in range(world)]
     flat = [x for p in parts for x in p]
     assert sorted(flat) == sorted(items)  # complete
     assert len(flat) == len(set(flat)) == n  # disjoint, no padding or duplicates
-    assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced
-    for r, part in enumerate(parts):  # rank-strided: item i goes to rank i mod world
-        assert all(items.index(x) % world == r for x in part)
+    assert max(map(len, parts)) - min(map(len, parts)) <= block  # balanced to one block
+    for r, part in enumerate(parts):  # item i goes to rank (i // block) mod world, in order
+        indices = [items.index(x) for x in part]
+        assert indices == sorted(indices)
+        assert all((i // block) % world == r for i in indices)
 
 
-@pytest.mark.parametrize(("rank", "world"), [(2, 2), (-1, 2), (0, 0), (True, 2)])
-def test_shard_rejects_bad_rank(rank: int, world: int) -> None:
+def test_shard_rank_strided_example() -> None:
+    assert distributed.shard(list(range(7)), 1, 3) == [1, 4]
+    assert distributed.shard_positions(11, 1, 2, block=3) == [3, 4, 5, 9, 10]
+
+
+@pytest.mark.parametrize(
+    ("rank", "world", "block"), [(2, 2, 1), (-1, 2, 1), (0, 0, 1), (True, 2, 1), (0, 2, 0)]
+)
+def test_shard_rejects_bad_arguments(rank: int, world: int, block: int) -> None:
     with pytest.raises(RdbenchError, match="shard"):
-        distributed.shard([1, 2, 3], rank, world)
+        distributed.shard([1, 2, 3], rank, world, block)
 
 
 def test_single_process_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,6 +156,126 @@ def test_collectives_two_processes(tmp_path: Path) -> None:
     assert int(two["n_computed"]) == len(one.keys)
 
 
+# ------------------------------------------------------------------------------ evaluate
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """15 images per set (shards of 8 and 7), tiny Inception and DINOv2 models and a tiny
+    aesthetic reward. Set metrics run on DINOv2 (d = 32): FID at Inception's d = 2048 costs
+    seconds per eigendecomposition on a small CPU; the bad-image tests use Inception."""
+    from imagegen import make_image_set
+    from tiny_models import make_dinov2, make_inception
+    from tiny_rewards import TINY_ARCH, make_aesthetic_mlp, make_open_clip_file
+
+    root = tmp_path_factory.mktemp("dist")
+    gen = make_image_set(root / "gen", 3, range(5), size=(40, 40))
+    ref = make_image_set(root / "ref", 3, range(5), size=(40, 40), seed=1)
+    w = root / "w"
+    make_inception(w)
+    args = [
+        "evaluate", str(gen), "--reference", str(ref), "--extractor", "dinov2",
+        "--weights", f"dinov2={make_dinov2(w / 'dinov2')}", "--reward", "aesthetic",
+        "--weights", f"aesthetic={make_aesthetic_mlp(w / 'aesthetic')}",
+        "--reward-option", f"aesthetic.arch={TINY_ARCH}",
+        "--reward-option", f"aesthetic.clip_weights={make_open_clip_file(w, seed=1)}",
+        "--batch-size", "2", "--bootstrap", "10", "--mean-resamples", "50", "--quiet",
+    ]  # fmt: skip
+    return SimpleNamespace(root=root, gen=gen, ref=ref, weights=w, args=args)
+
+
+def _result_json(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    data["provenance"].pop("created")  # the only field allowed to differ (a timestamp)
+    return data
+
+
+def test_evaluate_two_processes_equals_one(study, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from tiny_rewards import register_tiny_arch
+
+    from rdbench.cli import cli
+
+    register_tiny_arch(study.weights)
+    one = tmp_path / "one.json"
+    run = CliRunner().invoke(cli, [*study.args, "--out", str(one)], catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    two = tmp_path / "two.json"
+    home = tmp_path / "home2"  # own cache: the two processes compute every row themselves
+    proc = _launch(
+        [__file__, "cli", str(study.weights), *study.args, "--out", str(two)],
+        {"RDBENCH_HOME": str(home)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == run.stdout  # the same report, printed once (by rank 0 only)
+    a, b = _result_json(one), _result_json(two)
+    assert a == b  # identical metrics, intervals, per-image rewards and counts
+    assert a["setup"]["n_images"] == 15 and "fid/dinov2" in a["metrics"]
+    assert any(k.startswith("reward/") for k in a["metrics"])
+    assert len(list(home.glob("features/*/chunk-*.npz"))) >= 4  # each rank wrote its chunks
+
+
+def test_bad_image_stops_every_rank_and_rerun_resumes(
+    study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from rdbench.features import load_extractor
+    from rdbench.features.extract import extract_features
+    from rdbench.imageset import ImageSet
+
+    images = Path(shutil.copytree(study.gen, tmp_path / "set"))
+    bad = "p0002/4.png"  # position 14 of 15: rank 1's last item (blocks of 2), after 6 good
+    good_bytes = (images / bad).read_bytes()
+    (images / bad).write_bytes(b"this is not a png")
+    home = tmp_path / "home"
+    weights = f"inception={study.weights / 'inception-2015-12-05.pt'}"
+    args = ["-m", "rdbench", "evaluate", str(images), "--extractor", "inception"]
+    args += ["--weights", weights, "--batch-size", "2", "--metrics", "vendi", "--bootstrap", "0"]
+    proc = _launch(args, {"RDBENCH_HOME": str(home)})
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("rdbench: error:")]
+    # one line per rank that got to print before torchrun stopped the others; no traceback
+    assert 1 <= len(errors) <= 2, proc.stderr[-3000:]
+    for line in errors:
+        assert "rank 1 of 2 failed" in line and bad in line
+    # the other rank's rows and the failing rank's finished batches stay cached
+    ext = load_extractor("inception", weights=weights.partition("=")[2], device="cpu")
+    (images / bad).write_bytes(good_bytes)
+    monkeypatch.setenv("RDBENCH_HOME", str(home))
+    resumed = extract_features(ImageSet.open(images), ext, batch_size=2, progress=False)
+    assert (resumed.n_cached, resumed.n_computed) == (14, 1)
+
+
+def test_skip_bad_image_lists_it_once(study, tmp_path: Path) -> None:
+    import shutil
+
+    images = Path(shutil.copytree(study.gen, tmp_path / "set"))
+    bad = "p0001/1.png"  # position 6: rank 1 (blocks of --batch-size 2)
+    (images / bad).write_bytes(b"\x89PNG broken")
+    out = tmp_path / "two.json"
+    weights = f"inception={study.weights / 'inception-2015-12-05.pt'}"
+    args = ["-m", "rdbench", "evaluate", str(images), "--extractor", "inception", "--quiet"]
+    args += [
+        "--batch-size",
+        "2",
+        "--weights",
+        weights,
+        "--on-error",
+        "skip",
+        "--metrics",
+        "vendi",
+        "--bootstrap",
+        "0",
+    ]
+    args += ["--out", str(out)]
+    proc = _launch(args, {"RDBENCH_HOME": str(tmp_path / "home")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["setup"]["n_images"] == 14
+    assert "skipped 1 generated file(s)" in result["notes"] and bad in result["notes"]
+
+
 def _rows_for(positions: np.ndarray) -> np.ndarray:
     return np.stack([positions * 1.5, -positions.astype(float), positions**2], axis=1)
 
@@ -195,5 +326,17 @@ def _worker(out: Path) -> None:  # runs on each rank under torchrun
         )
 
 
+def _cli(weights: Path, argv: list[str]) -> None:  # the real CLI, with the tiny arch known
+    from tiny_rewards import register_tiny_arch
+
+    from rdbench.cli import main
+
+    register_tiny_arch(weights)
+    main(argv)
+
+
 if __name__ == "__main__":
-    _worker(Path(sys.argv[1]))
+    if sys.argv[1] == "cli":
+        _cli(Path(sys.argv[2]), sys.argv[3:])
+    else:
+        _worker(Path(sys.argv[1]))
