@@ -32,7 +32,9 @@ from rdbench.metrics.vendi import vendi_score
 def mean_pairwise_cosine_distance(features: Any) -> float:
     """Mean of 1 - cos(x_i, x_j) over ordered pairs i != j of the (n, d) ``features``, n >= 2.
 
-    Computed in O(n d) as 1 - (||sum_i u_i||^2 - n) / (n (n - 1)) with u_i = x_i / ||x_i||.
+    With unit rows u_i, 1 - u_i . u_j = ||u_i - u_j||^2 / 2 and
+    sum_{i<j} ||u_i - u_j||^2 = n sum_i ||w_i||^2 - ||sum_i w_i||^2 for w_i = u_i - u_1
+    (translation invariance), so the cost is O(n d) and identical images give exactly 0.
     """
     x = as_features(features, "features", min_samples=2)
     norms = np.linalg.norm(x, axis=1)
@@ -40,11 +42,12 @@ def mean_pairwise_cosine_distance(features: Any) -> float:
         raise RdbenchError(
             "features: a row has zero norm; the cosine distance needs a non-zero feature vector"
         )
-    u = x / norms[:, None]
-    n = u.shape[0]
-    total = u.sum(axis=0)
-    mean_cos = (float(total @ total) - n) / (n * (n - 1))
-    return float(np.clip(1.0 - mean_cos, 0.0, 2.0))
+    w = x / norms[:, None]
+    w -= w[0].copy()
+    n = w.shape[0]
+    total = w.sum(axis=0)
+    pair_sum = n * float(np.einsum("ij,ij->", w, w)) - float(total @ total)
+    return float(np.clip(pair_sum / (n * (n - 1)), 0.0, 2.0))
 
 
 @dataclass(frozen=True)
