@@ -217,13 +217,15 @@ def _cross_sweep(
     ref_in_gen = torch.zeros(x.n, dtype=torch.bool, device=dev)  # recall
     ball_count = torch.zeros(y.n, dtype=torch.int64, device=dev)  # density
     ref_covered = torch.zeros(x.n, dtype=torch.bool, device=dev)  # coverage
+    shared = r_dc is r_pr  # then precision is ball_count > 0: one reduction less per block
     scratch = _scratch(x, y)
     for rows, a in x:
         for cols, b in y:
             d2 = _sq_dists(a, x.sq_norms[rows], b, y.sq_norms[cols], scratch)
             if r_pr is not None:
                 inside_pr = d2 <= r_pr[rows, None]
-                gen_in_ref[cols] |= inside_pr.any(dim=0)
+                if not shared:
+                    gen_in_ref[cols] |= inside_pr.any(dim=0)
                 ref_in_gen[rows] |= (d2 <= r_gen[None, cols]).any(dim=1)
             if r_dc is not None:
                 inside = inside_pr if r_dc is r_pr else d2 <= r_dc[rows, None]
@@ -232,7 +234,7 @@ def _cross_sweep(
             bar.update(1)
     out: dict[str, float] = {}
     if r_pr is not None:
-        out["precision"] = gen_in_ref.double().mean().item()
+        out["precision"] = (ball_count > 0 if shared else gen_in_ref).double().mean().item()
         out["recall"] = ref_in_gen.double().mean().item()
     if r_dc is not None:
         out["density"] = ball_count.sum().item() / (k_dc * y.n)
