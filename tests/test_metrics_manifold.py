@@ -203,3 +203,12 @@ def test_cuda_unavailable_is_a_clear_error():
     else:
         with pytest.raises(RdbenchError, match="CUDA is not available"):
             prdc(GOOD, GOOD, device="cuda")
+
+
+def test_prdc_separate_k_equals_the_single_metric_functions():
+    rng = np.random.default_rng(11)
+    ref, gen = rng.standard_normal((120, 6)), rng.standard_normal((90, 6)) + 0.3
+    out = prdc(ref, gen, k_pr=4, k_dc=7)
+    assert (out.precision, out.recall) == precision_recall(ref, gen, k=4)
+    assert (out.density, out.coverage) == density_coverage(ref, gen, k=7)
+    assert (out.k_pr, out.k_dc) == (4, 7)

@@ -109,6 +109,8 @@ def prdc(
     generated: Any,
     k: int | None = None,
     *,
+    k_pr: int | None = None,
+    k_dc: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | torch.device = "cpu",
     backend: Backend = "torch",
@@ -118,10 +120,12 @@ def prdc(
 
     With ``k`` given, all four use it (as ``prdc.compute_prdc(real, fake, nearest_k=k)``);
     with ``k=None``, precision/recall use k = 3 and density/coverage k = 5 (the papers'
-    defaults, ``rdbench.defaults``).
+    defaults, ``rdbench.defaults``). ``k_pr`` / ``k_dc`` set the two separately.
     """
-    k_pr = defaults.PRECISION_RECALL_K if k is None else k
-    k_dc = defaults.DENSITY_COVERAGE_K if k is None else k
+    if k_pr is None:
+        k_pr = defaults.PRECISION_RECALL_K if k is None else k
+    if k_dc is None:
+        k_dc = defaults.DENSITY_COVERAGE_K if k is None else k
     out = _compute(reference, generated, k_pr, k_dc, batch_size, device, backend, progress)
     return PRDC(k_pr=k_pr, k_dc=k_dc, **out)
 

@@ -1,7 +1,7 @@
 """Compute several set metrics of a generated feature set against a reference set at once.
 
-Metrics that share work are computed together (precision with recall, density with
-coverage). The convention everywhere: ``reference`` is the base model's (or real) features,
+Metrics that share work are computed together (precision, recall, density and coverage in
+one k-NN pass). The convention everywhere: ``reference`` is the base model's (or real) features,
 ``generated`` the features of the method under test.
 """
 
@@ -36,18 +36,12 @@ def _fid(ref: np.ndarray, gen: np.ndarray, o: MetricOptions) -> dict[str, float]
     return {"fid": fid_from_features(ref, gen)}
 
 
-def _precision_recall(ref: np.ndarray, gen: np.ndarray, o: MetricOptions) -> dict[str, float]:
-    from rdbench.metrics.manifold import precision_recall
+def _manifold(ref: np.ndarray, gen: np.ndarray, o: MetricOptions) -> dict[str, float]:
+    """Precision, recall, density and coverage share one pass over the k-NN distances."""
+    from rdbench.metrics.manifold import prdc
 
-    p, r = precision_recall(ref, gen, k=o.pr_k, device=o.device or "cpu")
-    return {"precision": p, "recall": r}
-
-
-def _density_coverage(ref: np.ndarray, gen: np.ndarray, o: MetricOptions) -> dict[str, float]:
-    from rdbench.metrics.manifold import density_coverage
-
-    d, c = density_coverage(ref, gen, k=o.dc_k, device=o.device or "cpu")
-    return {"density": d, "coverage": c}
+    out = prdc(ref, gen, k_pr=o.pr_k, k_dc=o.dc_k, device=o.device)
+    return {m: getattr(out, m) for m in ("precision", "recall", "density", "coverage")}
 
 
 def _scd(ref: np.ndarray, gen: np.ndarray, o: MetricOptions) -> dict[str, float]:
@@ -77,10 +71,10 @@ _Group = Callable[[np.ndarray, np.ndarray, MetricOptions], dict[str, float]]
 # metric name -> the group function that computes it (and possibly its siblings)
 _GROUPS: dict[str, _Group] = {
     "fid": _fid,
-    "precision": _precision_recall,
-    "recall": _precision_recall,
-    "density": _density_coverage,
-    "coverage": _density_coverage,
+    "precision": _manifold,
+    "recall": _manifold,
+    "density": _manifold,
+    "coverage": _manifold,
     "scd": _scd,
     "kid": _kid,
     "vendi": _vendi,
