@@ -109,6 +109,28 @@ class FeatureExtractor(abc.ABC):
         return f"<{type(self).__name__} {self.id} {self.preprocessor.tag} dim={self.dim}>"
 
 
+class NormalizedExtractor(FeatureExtractor):
+    """An extractor whose ``model`` takes ``((x / 255) - mean) / std`` (CLIP, DINOv2)."""
+
+    model: torch.nn.Module
+    mean: torch.Tensor  # 1 x 3 x 1 x 1
+    std: torch.Tensor
+
+    def set_normalization(self, mean: Any, std: Any) -> None:
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def to(self, device: str | torch.device) -> NormalizedExtractor:
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)
+        return self
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """``[0, 255]`` batch on any device -> the model's normalised input on ``device``."""
+        return (batch.to(self.device) / 255.0 - self.mean) / self.std
+
+
 ExtractorFactory = Callable[..., FeatureExtractor]
 EXTRACTORS: Registry[ExtractorFactory] = Registry("feature extractor")
 

@@ -20,7 +20,7 @@ import torch
 from rdbench import hub
 from rdbench import weights as weights_registry
 from rdbench.errors import RdbenchError
-from rdbench.features.base import EXTRACTORS, FeatureExtractor, Preprocessor
+from rdbench.features.base import EXTRACTORS, NormalizedExtractor, Preprocessor
 
 CLIP_METRICS = ("vendi", "scd", "per_prompt_diversity")
 DEFAULT_MODEL = "ViT-B-32"
@@ -51,7 +51,7 @@ def clip_remote_file(model: str, pretrained: str) -> hub.RemoteFile:
     )
 
 
-class ClipExtractor(FeatureExtractor):
+class ClipExtractor(NormalizedExtractor):
     """open_clip ``encode_image`` embeddings divided by their L2 norm."""
 
     name = "clip"
@@ -79,21 +79,17 @@ class ClipExtractor(FeatureExtractor):
         self.input_size = int(size[0] if isinstance(size, (tuple, list)) else size)
         self.model = model.eval().requires_grad_(False)
         self.preprocessor = Preprocessor(self.resize_mode, self.input_size)
-        self.mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)).view(1, 3, 1, 1)
-        self.std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD)).view(1, 3, 1, 1)
+        self.set_normalization(
+            cfg.get("mean", open_clip.OPENAI_DATASET_MEAN),
+            cfg.get("std", open_clip.OPENAI_DATASET_STD),
+        )
         self.id = f"clip:{model_name}:{pretrained}:{sha256[:16]}"
         self.dim = int(model.visual.output_dim)
         self.to(device)
 
-    def to(self, device: str | torch.device) -> ClipExtractor:
-        self.device = torch.device(device)
-        self.model.to(self.device)
-        self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)
-        return self
-
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """``encode_image(((x / 255) - mean) / std)``, then divided by its L2 norm."""
-        x = (batch.to(self.device) / 255.0 - self.mean) / self.std
+        x = self.normalize(batch)
         z = self.model.encode_image(x).float()
         return torch.nn.functional.normalize(z, dim=-1)
 

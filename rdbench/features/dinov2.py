@@ -20,7 +20,7 @@ import torch
 from rdbench import hub
 from rdbench import weights as weights_registry
 from rdbench.errors import RdbenchError
-from rdbench.features.base import EXTRACTORS, FeatureExtractor, Preprocessor
+from rdbench.features.base import EXTRACTORS, NormalizedExtractor, Preprocessor
 
 DINOV2_METRICS = ("fid", "precision", "recall", "density", "coverage", "vendi", "scd")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -54,7 +54,7 @@ def _weights_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-class Dinov2Extractor(FeatureExtractor):
+class Dinov2Extractor(NormalizedExtractor):
     """transformers ``Dinov2Model``; features = ``pooler_output`` (layer-normed CLS token)."""
 
     name = "dinov2"
@@ -75,21 +75,14 @@ class Dinov2Extractor(FeatureExtractor):
         self.model.eval().requires_grad_(False)
         self.input_size = cfg["crop"]
         self.preprocessor = Preprocessor(self.resize_mode, cfg["crop"], cfg["resize_to"])
-        self.mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
-        self.std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+        self.set_normalization(cfg["mean"], cfg["std"])
         self.id = f"dinov2:{folder.name}:{digest[:16]}"
         self.dim = int(self.model.config.hidden_size)
         self.to(device)
 
-    def to(self, device: str | torch.device) -> Dinov2Extractor:
-        self.device = torch.device(device)
-        self.model.to(self.device)
-        self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)
-        return self
-
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """``pooler_output`` of ``((x / 255) - mean) / std``."""
-        x = (batch.to(self.device) / 255.0 - self.mean) / self.std
+        x = self.normalize(batch)
         return self.model(pixel_values=x).pooler_output.float()
 
 
