@@ -304,10 +304,10 @@ def _per_prompt_enabled(ctx: _Context) -> bool:
 
 
 def _extract(ctx: _Context, image_set: ImageSet, extractor: Any, reference: bool) -> Any:
-    from rdbench.features.extract import extract_features
+    from rdbench.distributed import distributed_extract
 
     o = ctx.o
-    feats = extract_features(
+    feats = distributed_extract(  # = extract_features in one process; sharded under torchrun
         image_set,
         extractor,
         batch_size=o.batch_size,
@@ -316,7 +316,8 @@ def _extract(ctx: _Context, image_set: ImageSet, extractor: Any, reference: bool
         on_error=o.on_error,
         progress=o.progress and not o.quiet,
     )
-    (ctx.ref_skipped if reference else ctx.skipped).update(dict(feats.skipped))
+    if feats is not None:  # None on ranks other than 0 of a torchrun job
+        (ctx.ref_skipped if reference else ctx.skipped).update(dict(feats.skipped))
     return feats
 
 
@@ -460,6 +461,8 @@ def _run_extractor(ctx: _Context, name: str, per_prompt: bool) -> Any:
     ref = None
     if ctx.ref is not None:
         ref = gen if ctx.same else _extract(ctx, ctx.ref, extractor, reference=True)
+    if gen is None:  # a rank other than 0 of a torchrun job: rank 0 computes the metrics
+        return extractor
     if len(gen.keys) < 2:
         raise RdbenchError(f"only {len(gen.keys)} usable image(s) in {str(ctx.gen.root)!r}")
     gen_ids = ctx.prompt_ids(gen.keys)
@@ -518,8 +521,9 @@ def _category_means(
 
 
 def _run_reward(ctx: _Context, name: str) -> None:
+    from rdbench.distributed import distributed_score
     from rdbench.metrics.bootstrap import paired_mean_diff
-    from rdbench.rewards import load, score_imageset
+    from rdbench.rewards import load
 
     o = ctx.o
     base = _base_reward(name)
@@ -528,7 +532,11 @@ def _run_reward(ctx: _Context, name: str) -> None:
     )
     settings = {"batch_size": o.batch_size, "cache": o.cache, "on_error": o.on_error}
     progress = o.progress and not o.quiet
-    gen = score_imageset(ctx.gen, reward, progress=progress, **settings)
+    gen = distributed_score(ctx.gen, reward, progress=progress, **settings)
+    if gen is None:  # a rank other than 0 of a torchrun job: score the reference shard too
+        if ctx.ref is not None and not ctx.same:
+            distributed_score(ctx.ref, reward, progress=progress, **settings)
+        return
     ctx.skipped.update(dict(gen.skipped))
     if len(gen.keys) == 0:
         raise RdbenchError(f"reward {name!r}: no image of {str(ctx.gen.root)!r} could be scored")
@@ -542,7 +550,7 @@ def _run_reward(ctx: _Context, name: str) -> None:
         ctx.per_image.setdefault(item_key, {})[key.partition("/")[2]] = score
     if ctx.ref is None:
         return
-    ref = gen if ctx.same else score_imageset(ctx.ref, reward, progress=progress, **settings)
+    ref = gen if ctx.same else distributed_score(ctx.ref, reward, progress=progress, **settings)
     ctx.ref_skipped.update(dict(ref.skipped))
     if len(ref.keys):
         ctx.reference_metrics[key] = float(ref.scores.mean())
@@ -674,8 +682,29 @@ def run_evaluation(
 
     ``overrides`` are :class:`EvaluateOptions` fields (validated at once). Messages (pairing,
     skipped files, metrics left out) go to stderr unless ``quiet``.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) each rank extracts features and rewards of its
+    rank-strided shard of each set (blocks of ``batch_size`` images), rank 0 alone computes the metrics (on the rows gathered
+    in set order, so the numbers equal a single process's), and every rank returns rank 0's
+    evaluation. A failure on any rank raises on all; see :mod:`rdbench.distributed`.
     """
+    from rdbench import distributed
+
     o = _options(options, overrides)
+    dist = distributed.context()
+    if not dist.active:
+        return _run_evaluation(image_dir, reference, o)  # type: ignore[return-value]
+    with distributed.failures_shared(dist):
+        device, quiet = dist.device(o.device), o.quiet or not dist.is_main
+        evaluation = _run_evaluation(
+            image_dir, reference, dataclasses.replace(o, device=device, quiet=quiet)
+        )
+    return distributed.share(evaluation, dist)
+
+
+def _run_evaluation(
+    image_dir: str | Path, reference: str | Path | None, o: EvaluateOptions
+) -> Evaluation | None:
     gen = ImageSet.open(image_dir, on_error=o.on_error)  # type: ignore[arg-type]
     ref = None
     same = False
@@ -694,6 +723,10 @@ def run_evaluation(
     extractors = [_run_extractor(ctx, name, per_prompt) for name in o.extractors]
     for name in o.rewards:
         _run_reward(ctx, name)
+    from rdbench.distributed import is_main
+
+    if not is_main():
+        return None  # a rank other than 0 of a torchrun job: rank 0 has the gathered data
     for what, skipped in (("generated", ctx.skipped), ("reference", ctx.ref_skipped)):
         if skipped:
             listed = "; ".join(f"{k!r}: {why}" for k, why in skipped.items())

@@ -199,6 +199,10 @@ def command(image_dir: str, reference: str | None, **kw: Any) -> None:
         quiet=kw["quiet"],
     )
     evaluation = _validated(lambda: run_evaluation(image_dir, reference, options))
+    from rdbench.distributed import is_main
+
+    if not is_main():
+        return  # ranks other than 0 of a torchrun job: rank 0 writes and prints
     if kw["out"]:
         path = evaluation.result.save(kw["out"])
         if not kw["quiet"]:
