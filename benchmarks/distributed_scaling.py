@@ -1,6 +1,6 @@
 """Images per second of feature extraction with 1 vs N torchrun processes, and the efficiency.
 
-Usage: ``python benchmarks/distributed_scaling.py [--n 200] [--size 256] [--nprocs 1,2]
+Usage: ``python benchmarks/distributed_scaling.py [--n 256] [--size 256] [--nprocs 1,2]
 [--batch-size 32] [--workers 0] [--full] [--repeats 2] [--device cpu|cuda]
 [--threads-per-process T]``.
 
@@ -16,7 +16,9 @@ profiles its first calls); the best of ``--repeats`` is kept. ``wall_s`` is the 
 
 On CPU each process gets ``cores // N`` intra-op threads (at least 1; ``--threads-per-process``
 fixes it), so N processes never use more cores than one process; efficiency = (images/s with N) / (N x images/s with 1).
-On GPUs each process uses ``cuda:<local_rank>``; N is capped at the GPU count.
+On GPUs each process uses ``cuda:<local_rank>``; N is capped at the GPU count. Ranks take
+whole batches (blocks of ``--batch-size`` images), so keep ``n / batch_size`` a multiple of N
+for a balanced split (the defaults give 8 batches).
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def _launch(nproc: int, threads: int, common: list[str], out: Path) -> tuple[dic
 
 
 def run(
-    n: int = 200,
+    n: int = 256,
     size: int = 256,
     nprocs: tuple[int, ...] = (1, 2),
     batch_size: int = 32,
@@ -148,7 +150,7 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--nprocs", default="1,2", help="comma-separated process counts")
     parser.add_argument("--batch-size", type=int, default=32)
