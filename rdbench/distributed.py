@@ -92,12 +92,13 @@ class DistContext:
 
     def device(self, requested: str | torch.device | None = None) -> str | None:
         """The device this rank should use: ``cuda`` (or none given, with CUDA present) means
-        ``cuda:<local_rank>``; an explicit index or ``cpu`` is kept."""
+        ``cuda:<local_rank mod GPU count>``; an explicit index or ``cpu`` is kept."""
         if not self.active:
             return None if requested is None else str(requested)
         wanted = str(requested) if requested is not None else None
         if wanted == "cuda" or (wanted is None and torch.cuda.is_available()):
-            return f"cuda:{self.local_rank}"
+            count = torch.cuda.device_count()  # more ranks than GPUs: ranks share them
+            return f"cuda:{self.local_rank % count if count else self.local_rank}"
         return wanted
 
 
