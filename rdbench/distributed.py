@@ -389,17 +389,15 @@ def _run_on_shard(
 ) -> tuple[Any, dict[str, int]]:
     """``fn(shard)`` on this rank's shard, then :func:`agree`; returns the result and a map
     from item key to global position."""
-    positions = shard_positions(len(imageset.items), ctx.rank, ctx.world_size, block)
-    part = copy.copy(imageset)
-    part.items = [imageset.items[p] for p in positions]
+    part = shard_imageset(imageset, ctx.rank, ctx.world_size, block)
     result, error = None, None
     try:
         result = fn(part)
     except Exception as exc:  # shared with every rank by agree() below
         error = exc
     agree(error, ctx)
-    where = {imageset.items[p].key: p for p in positions}
-    return result, where
+    positions = shard_positions(len(imageset.items), ctx.rank, ctx.world_size, block)
+    return result, {imageset.items[p].key: p for p in positions}
 
 
 def _gather_result(
@@ -439,7 +437,7 @@ def distributed_extract(
     ctx = ctx or context()
     if not ctx.active:
         return extract_features(imageset, extractor, **options)
-    block = int(options.get("batch_size", 64))
+    block = int(options.get("batch_size", 64))  # extract_features' default
     feats, where = _run_on_shard(
         imageset, lambda p: extract_features(p, extractor, **options), block, ctx
     )
@@ -464,7 +462,7 @@ def distributed_score(
     ctx = ctx or context()
     if not ctx.active:
         return score_imageset(imageset, reward, **options)
-    block = int(options.get("batch_size", 32))
+    block = int(options.get("batch_size", 32))  # score_imageset's default
     result, where = _run_on_shard(
         imageset, lambda p: score_imageset(p, reward, **options), block, ctx
     )
