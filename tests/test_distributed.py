@@ -257,17 +257,9 @@ def test_skip_bad_image_lists_it_once(study, tmp_path: Path) -> None:
     weights = f"inception={study.weights / 'inception-2015-12-05.pt'}"
     args = ["-m", "rdbench", "evaluate", str(images), "--extractor", "inception", "--quiet"]
     args += [
-        "--batch-size",
-        "2",
-        "--weights",
-        weights,
-        "--on-error",
-        "skip",
-        "--metrics",
-        "vendi",
-        "--bootstrap",
-        "0",
-    ]
+        "--batch-size", "2", "--weights", weights, "--on-error", "skip", "--metrics", "vendi",
+        "--bootstrap", "0",
+    ]  # fmt: skip
     args += ["--out", str(out)]
     proc = _launch(args, {"RDBENCH_HOME": str(tmp_path / "home")})
     assert proc.returncode == 0, proc.stderr[-3000:]
