@@ -468,7 +468,9 @@ def _run_extractor(ctx: _Context, name: str, per_prompt: bool) -> Any:
     gen_ids = ctx.prompt_ids(gen.keys)
     ref_ids = ctx.prompt_ids(ref.keys, reference=True) if ref is not None else None
     names = _set_metric_names(ctx, extractor)
-    metric_options = dataclasses.replace(o.metric_options, seed=o.seed, device=o.device)
+    metric_options = dataclasses.replace(
+        o.metric_options, seed=o.seed, device=o.device or o.metric_options.device
+    )
     values: dict[str, float] = {}
     against_ref = [m for m in names if m != "vendi"]
     if ref is not None and against_ref:
