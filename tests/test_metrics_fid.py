@@ -129,6 +129,22 @@ def test_singular_covariance_is_finite_and_matches_sqrtm(n):
     assert _rel(frechet_distance(mu2, s2, mu1, s1), ours) < 1e-6
 
 
+@pytest.mark.parametrize(("n1", "n2"), [(20, 400), (400, 30), (12, 25), (49, 49)])
+def test_few_samples_use_the_exact_gram_route(n1, n2):
+    """min(N1, N2) < d: the N1 x N2 singular-value route equals the covariance routes."""
+    rng = np.random.default_rng(n1 + n2)
+    d = 50
+    a = rng.standard_normal((n1, d)) @ _spd(d, rng)
+    b = rng.standard_normal((n2, d)) * 0.7 + 0.1
+    ours = fid_from_features(a, b)
+    mu1, s1 = mean_and_covariance(a)
+    mu2, s2 = mean_and_covariance(b)
+    assert _rel(ours, _sqrtm_reference(mu1, s1, mu2, s2)) < 1e-6
+    assert _rel(ours, frechet_distance(mu1, s1, mu2, s2)) < 1e-7
+    assert _rel(fid_from_features(b, a), ours) < 1e-12
+    assert fid_from_features(a, a) < 1e-9 * ours
+
+
 def test_exactly_rank_deficient_covariance_uses_the_eigh_fallback():
     """S1 with exact zero eigenvalues: Cholesky fails and the symmetric root must be used."""
     rng = np.random.default_rng(9)

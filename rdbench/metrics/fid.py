@@ -102,13 +102,31 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
 
 
 def fid_from_features(a: Any, b: Any) -> float:
-    """FID between two (N, d) feature arrays (each N >= 2), unbiased (N - 1) covariances."""
+    """FID between two (N, d) feature arrays (each N >= 2), unbiased (N - 1) covariances.
+
+    With fewer samples than dimensions on either side (``min(N1, N2) < d``: both covariances
+    then singular when N <= d) the trace term comes from the centred samples instead of the
+    d x d covariances: with ``S1 = A^T A / (N1 - 1)`` and ``S2 = B^T B / (N2 - 1)``, the
+    non-zero eigenvalues of ``S1 S2`` are the squared singular values of
+    ``A B^T / sqrt((N1 - 1)(N2 - 1))``, so ``tr((S1 S2)^(1/2))`` is the sum of those singular
+    values: exact, and an N1 x N2 problem instead of d x d.
+    """
     x = as_features(a, "a")
     y = as_features(b, "b")
     check_same_dim(x, y, "a", "b")
-    mu1, s1 = mean_and_covariance(x)
-    mu2, s2 = mean_and_covariance(y)
-    return frechet_distance(mu1, s1, mu2, s2)
+    n1, n2, d = len(x), len(y), x.shape[1]
+    if min(n1, n2) >= d:
+        mu1, s1 = mean_and_covariance(x)
+        mu2, s2 = mean_and_covariance(y)
+        return frechet_distance(mu1, s1, mu2, s2)
+    mu1, mu2 = x.mean(axis=0), y.mean(axis=0)
+    xc, yc = x - mu1, y - mu2
+    scale = np.sqrt((n1 - 1) * (n2 - 1))
+    trace_sqrt = float(np.sum(sla.svdvals(xc @ yc.T, check_finite=False))) / scale
+    trace1 = float(np.einsum("ij,ij->", xc, xc)) / (n1 - 1)
+    trace2 = float(np.einsum("ij,ij->", yc, yc)) / (n2 - 1)
+    diff = mu1 - mu2
+    return max(float(diff @ diff) + trace1 + trace2 - 2.0 * trace_sqrt, 0.0)
 
 
 def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
