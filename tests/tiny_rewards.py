@@ -40,6 +40,7 @@ def register_tiny_arch(folder: str | Path) -> str:
 def _tiny_open_clip_state(folder: Path, seed: int) -> dict[str, torch.Tensor]:
     import open_clip
 
+    folder.mkdir(parents=True, exist_ok=True)  # the caller saves its checkpoint here
     arch = register_tiny_arch(folder)
     torch.manual_seed(seed)
     model = open_clip.create_model(arch, pretrained=None)
