@@ -79,16 +79,22 @@ def make_inception(folder: str | Path, *, full: bool = False, seed: int = 0) -> 
     return path
 
 
-def register_tiny_open_clip(folder: str | Path) -> str:
-    """Register :data:`TINY_CLIP_CONFIG` with open_clip (idempotent); returns its name."""
+def register_open_clip_config(folder: str | Path, name: str, config: dict) -> str:
+    """Register ``config`` with open_clip as ``name`` (idempotent); creates ``folder``, where the
+    json lands and where callers save the model's weights."""
     import open_clip
 
-    if open_clip.get_model_config(TINY_CLIP_MODEL) is None:
-        path = Path(folder) / f"{TINY_CLIP_MODEL}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(TINY_CLIP_CONFIG))
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    if open_clip.get_model_config(name) is None:
+        path = Path(folder) / f"{name}.json"
+        path.write_text(json.dumps(config))
         open_clip.add_model_config(path)
-    return TINY_CLIP_MODEL
+    return name
+
+
+def register_tiny_open_clip(folder: str | Path) -> str:
+    """Register :data:`TINY_CLIP_CONFIG` with open_clip (idempotent); returns its name."""
+    return register_open_clip_config(folder, TINY_CLIP_MODEL, TINY_CLIP_CONFIG)
 
 
 def make_open_clip(folder: str | Path, *, seed: int = 0) -> tuple[str, Path]:

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import torch
+from tiny_models import register_open_clip_config
 from torch import nn
 
 TINY_ARCH = "rdbench-tiny-reward-clip"
@@ -27,20 +28,12 @@ TINY_CONFIG = {
 
 def register_tiny_arch(folder: str | Path) -> str:
     """Register :data:`TINY_CONFIG` with open_clip under :data:`TINY_ARCH` (idempotent)."""
-    import open_clip
-
-    if open_clip.get_model_config(TINY_ARCH) is None:
-        path = Path(folder) / f"{TINY_ARCH}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(TINY_CONFIG))
-        open_clip.add_model_config(path)
-    return TINY_ARCH
+    return register_open_clip_config(folder, TINY_ARCH, TINY_CONFIG)
 
 
 def _tiny_open_clip_state(folder: Path, seed: int) -> dict[str, torch.Tensor]:
     import open_clip
 
-    folder.mkdir(parents=True, exist_ok=True)  # the caller saves its checkpoint here
     arch = register_tiny_arch(folder)
     torch.manual_seed(seed)
     model = open_clip.create_model(arch, pretrained=None)

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from rdbench import defaults
+from rdbench.cli._options import on_error_option
 from rdbench.cli.score import _pairs
 from rdbench.errors import RdbenchError
 
@@ -118,13 +119,7 @@ def _print_report(evaluation: Any) -> None:
 )
 @click.option("--device", default=None, help="torch device (default: cuda if available).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the feature/score cache.")
-@click.option(
-    "--on-error",
-    type=click.Choice(["raise", "skip"]),
-    default="raise",
-    show_default=True,
-    help="Stop at a bad image file, or skip it and list it.",
-)
+@on_error_option("Stop at a bad image file, or skip it and list it.")
 @click.option(
     "--weights",
     multiple=True,

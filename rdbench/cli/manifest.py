@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
+from rdbench.cli._options import on_error_option
 from rdbench.errors import RdbenchError
 from rdbench.images import MAX_PIXELS
 from rdbench.imageset import (
     MANIFEST_NAME,
-    ON_ERROR_CHOICES,
     ImageSet,
     load_prompt_plan,
     write_manifest,
@@ -32,13 +32,7 @@ from rdbench.imageset import (
     is_flag=True,
     help="Do not write: open DIRECTORY (folder or .zip) and decode every image.",
 )
-@click.option(
-    "--on-error",
-    type=click.Choice(ON_ERROR_CHOICES),
-    default="raise",
-    show_default=True,
-    help="With --check: stop at bad files (raise) or list and skip them (skip).",
-)
+@on_error_option("With --check: stop at bad files (raise) or list and skip them (skip).")
 @click.option(
     "--max-pixels",
     type=click.IntRange(min=1),

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from rdbench.cli._options import on_error_option
 from rdbench.errors import RdbenchError
 
 
@@ -72,13 +73,7 @@ def _apply_weights(pairs: list[tuple[str, str]], rewards: list[str]) -> dict[str
     help="Reward option, e.g. hpsv2.arch=ViT-H-14 or clipscore.prefix=''; repeatable.",
 )
 @click.option("--no-cache", is_flag=True, help="Do not read or write the score cache.")
-@click.option(
-    "--on-error",
-    type=click.Choice(["raise", "skip"]),
-    default="raise",
-    show_default=True,
-    help="Stop at an unreadable image, or skip it.",
-)
+@on_error_option("Stop at an unreadable image, or skip it.")
 def command(
     image_dir, rewards, out, batch_size, device, dtype, weights, options, no_cache, on_error
 ):
