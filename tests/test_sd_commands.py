@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,6 +30,7 @@ from rdbench.evaluate import run_evaluation
 from rdbench.prompts.plan import read_plan
 from rdbench.results import Result
 
+TESTS = Path(__file__).resolve().parent
 PROMPTS = ["a red bus", "the cat on a mat", "an apple"]
 
 
@@ -35,6 +40,15 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """``train`` builds an Accelerator; accelerate keeps its precision process-wide."""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +196,61 @@ def test_train_resumes_exactly_and_logs_the_reward_curve(recipe_file, tmp_path):
     assert meta["step"] == 3 and meta["recipe"]["train"]["reward"] == "hpsv2"
     again = invoke(train_command, ["--recipe", recipe_file, "--out", run, "--no-progress"])
     assert "(0 steps run)" in again.output
+
+
+def test_mixed_precision_defaults_to_the_model_dtype(recipe_file):
+    assert load_recipe("sd14-pickscore").mixed_precision() == "bf16"  # dtype = "bfloat16"
+    assert load_recipe(recipe_file).mixed_precision() == "no"  # float32
+    assert load_recipe(recipe_file, {"train.mixed_precision": "fp16"}).mixed_precision() == "fp16"
+    with pytest.raises(RdbenchError, match="train.mixed_precision"):
+        load_recipe(recipe_file, {"train.mixed_precision": "fp8"})
+
+
+def test_train_runs_through_an_accelerator(recipe_file, tmp_path, monkeypatch):
+    import baselines.sd.train as sd_train
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["accelerator"])
+        return sd_train.train_draft.__wrapped__(*args, **kwargs)
+
+    spy.__wrapped__ = sd_train.train_draft
+    monkeypatch.setattr(sd_train, "train_draft", spy)
+    recipe = load_recipe(recipe_file, {"train.mixed_precision": "no", "train.steps": 2})
+    result = train(recipe, tmp_path / "run", progress=False)
+    (acc,) = seen
+    assert acc.num_processes == 1 and acc.mixed_precision == "no"
+    weights = load_file(result.lora)
+    assert any(weights[k].abs().sum() > 0 for k in weights if "lora_B" in k)
+    assert [r["step"] for r in read_curve(result.curve)] == [1, 2]
+
+
+def test_train_shards_over_two_processes_like_one_big_batch(recipe_file, tmp_path):
+    """2 gloo processes x batch 1 == 1 process x batch 2: same draws, gradients averaged."""
+    one = train(load_recipe(recipe_file, {"train.steps": 2}), tmp_path / "one", progress=False)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    worker = tmp_path / "worker.py"  # the real CLI, with the tiny reward arch registered
+    worker.write_text(
+        f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
+        f"from tiny_rewards import register_tiny_arch; register_tiny_arch({str(tmp_path)!r})\n"
+        "from baselines.cli import main; main()\n"
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += [str(worker), "train", "--recipe", str(recipe_file), "--no-progress"]
+    cmd += ["--out", str(tmp_path / "two"), "--set", "train.steps=2", "--set", "train.batch_size=1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = load_file(one.lora), load_file(tmp_path / "two" / "lora.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    rows = read_curve(tmp_path / "two" / "curve.csv")
+    assert [r["step"] for r in rows] == [1, 2]
+    assert [r["reward"] for r in rows] == pytest.approx(
+        [r["reward"] for r in read_curve(one.curve)], abs=1e-5
+    )
+    assert (tmp_path / "two" / "checkpoints" / "latest").read_text() == "step-000002"
 
 
 # --- generate ------------------------------------------------------------------------------

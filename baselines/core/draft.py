@@ -10,7 +10,8 @@ Per micro-batch (initial noise ``x_T`` and conditioning ``c``):
 
 The optimizer is AdamW over the LoRA parameters only, with gradient clipping (max norm) and
 gradient accumulation. An optional ``accelerate.Accelerator`` handles backward, clipping and
-mixed precision; without one, plain torch is used.
+mixed precision (the caller enters ``accelerator.autocast()``), and with several processes
+averages the gradients over them before clipping; without one, plain torch is used.
 """
 
 from __future__ import annotations
@@ -123,6 +124,17 @@ def make_optimizer(model: nn.Module, config: DraftConfig) -> torch.optim.Optimiz
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def _average_grads(params: list[nn.Parameter], accelerator: Any) -> None:
+    """Data parallelism: mean of the gradients over processes, in one collective. The model is
+    not DDP-wrapped (the samplers call it many times per backward), so this is the sync."""
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = accelerator.reduce(torch.cat([p.grad.flatten() for p in params]), reduction="mean")
+    for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
+        p.grad.copy_(g.view_as(p))
+
+
 def train_draft(
     model: nn.Module,
     denoiser: Denoiser,
@@ -175,6 +187,8 @@ def train_draft(
             for key in parts:
                 parts[key] += info[key] / config.grad_accum
         if accelerator is not None:
+            if accelerator.num_processes > 1:
+                _average_grads(params, accelerator)
             norm = accelerator.clip_grad_norm_(params, config.grad_clip)
         else:
             norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)

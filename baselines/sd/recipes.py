@@ -89,6 +89,8 @@ class TrainSpec(_Spec):
     lv: int = Field(0, ge=0)
     kl_lambda: NonNeg = 0.0
     grad_checkpointing: bool = False
+    # accelerate's autocast (+ loss scaling for fp16); None: from model.dtype (float32: "no")
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = None
     checkpoint_every: PosInt = 50
     seed: int = Field(0, ge=0)
 
@@ -143,6 +145,12 @@ class Recipe(_Spec):
             checkpoint=t.grad_checkpointing,
             seed=t.seed,
         )
+
+    def mixed_precision(self) -> str:
+        """``accelerate``'s mixed precision for training: ``train.mixed_precision``, or the one
+        matching ``model.dtype`` (float32: "no", float16: "fp16", bfloat16: "bf16")."""
+        default = {"float32": "no", "float16": "fp16", "bfloat16": "bf16"}[self.model.dtype]
+        return self.train.mixed_precision or default
 
     def kl_lambdas(self) -> list[float]:
         """Trainings ``reproduce`` runs: the KL sweep, plus lambda 0 when other sweeps need it."""

@@ -11,6 +11,13 @@ Rerunning the same command resumes from ``checkpoints/latest``: the optimizer st
 random generator (prompt and noise draws) are restored, so an interrupted run continues as if
 it had never stopped; a finished run is not retrained. The reward of row ``s`` is measured on
 the micro-batches of step ``s``, before that step's update.
+
+Training runs through an ``accelerate.Accelerator`` with the recipe's mixed precision
+(:meth:`Recipe.mixed_precision`). Under ``accelerate launch`` (or ``torchrun``) each process
+trains on its own share of every draw: ``train.batch_size`` is per process, so the effective
+batch is ``batch_size * grad_accum * processes`` (lower ``grad_accum`` to keep the paper's).
+All processes draw from one shared generator and average their gradients, so their LoRA
+weights stay identical; only the main process writes the run folder.
 """
 
 from __future__ import annotations
@@ -44,13 +51,14 @@ class TrainResult:
     steps_run: int  # optimizer steps run by this call (0: already finished)
 
 
-def pipeline_for(recipe: Recipe) -> SDPipeline:
-    """Load the recipe's model with its sampler settings (through :mod:`rdbench.hub`)."""
+def pipeline_for(recipe: Recipe, device: str | torch.device | None = None) -> SDPipeline:
+    """Load the recipe's model with its sampler settings (through :mod:`rdbench.hub`);
+    ``device`` overrides ``model.device``."""
     m, s = recipe.model, recipe.sampling
     return load_pipeline(
         m.name,
         m.path,
-        device=m.device,
+        device=device or m.device,
         dtype=m.dtype,
         scheduler=s.scheduler,
         guidance_scale=s.guidance_scale,
@@ -85,16 +93,19 @@ def fresh_lora(pipe: SDPipeline, recipe: Recipe, seed: int) -> None:
 
 
 def _prompt_batches(
-    pipe: SDPipeline, prompts: list[str], batch_size: int
+    pipe: SDPipeline, prompts: list[str], batch_size: int, rank: int = 0, world: int = 1
 ) -> Callable[[torch.Generator], tuple[dict[str, Any], torch.Tensor]]:
-    """Uniform prompt draws and initial noise, both from the training generator."""
+    """Uniform prompt draws and initial noise, both from the training generator: ``world``
+    micro-batches are drawn (the same on every process) and process ``rank`` takes its own."""
     if not prompts:
         raise RdbenchError("the training prompt selection is empty")
+    mine = slice(rank * batch_size, (rank + 1) * batch_size)
 
     def draw(generator: torch.Generator) -> tuple[dict[str, Any], torch.Tensor]:
-        idx = torch.randint(len(prompts), (batch_size,), generator=generator).tolist()
-        noise = torch.randn((batch_size, *pipe.latent_shape), generator=generator)
-        return pipe.encode([prompts[i] for i in idx]), noise.to(pipe.device, pipe.dtype)
+        idx = torch.randint(len(prompts), (world * batch_size,), generator=generator).tolist()
+        noise = torch.randn((world * batch_size, *pipe.latent_shape), generator=generator)
+        texts = [prompts[i] for i in idx[mine]]
+        return pipe.encode(texts), noise[mine].to(pipe.device, pipe.dtype)
 
     return draw
 
@@ -178,13 +189,23 @@ def train(
     ``pipe`` and ``score`` default to the recipe's model and reward; tests pass tiny ones.
     ``pipe`` gets the LoRA added if it has none; its weights are the trained ones on return.
     """
+    from accelerate import Accelerator
+
     run = Path(out)
     config = recipe.draft_config(kl_lambda)
     meta = {"recipe": recipe.model_dump(mode="json"), "draft": config.to_dict()}
     final = run / LORA_FILE
     if final.is_file() and _finished(final) == config.steps:
         return TrainResult(final, run / "curve.csv", 0)
-    pipe = pipe or pipeline_for(recipe)
+    # the core accumulates gradients itself, so no gradient_accumulation_steps here (accelerate
+    # would divide the loss again); the pipeline is placed by us, not by prepare()
+    acc = Accelerator(
+        cpu=recipe.model.device == "cpu",
+        mixed_precision=recipe.mixed_precision(),
+        device_placement=False,
+    )
+    main, world = acc.is_main_process, acc.num_processes
+    pipe = pipe or pipeline_for(recipe, acc.device if world > 1 else None)
     fresh_lora(pipe, recipe, config.seed)
     pipe.set_checkpointing(config.checkpoint)
     score = score or reward_score(recipe, pipe)
@@ -194,31 +215,42 @@ def train(
     start = _resume(run, pipe, optimizer, generator)
     curve = run / "curve.csv"
     rows = [r for r in read_curve(curve) if r["step"] <= start] if curve.is_file() else []
-    if log and start:
+    if log and start and main:
         log(f"resuming {run} at step {start}/{config.steps}")
     began = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
 
     def on_step(step: int, info: dict[str, float]) -> None:
         if step == 0:
             return
+        if world > 1:  # the curve shows the mean over processes
+            keys = ("reward", "kl", "loss")
+            mean = acc.reduce(torch.tensor([info[k] for k in keys], device=acc.device), "mean")
+            info = {**info, **dict(zip(keys, mean.tolist(), strict=True))}
+        if not main:
+            return
         rows.append({**info, "step": step, "seconds": round(time.perf_counter() - began, 3)})
         _write_curve(curve, rows)
         if step % recipe.train.checkpoint_every == 0 or step == config.steps:
             _save_checkpoint(run, pipe, optimizer, generator, step, meta)
 
-    run.mkdir(parents=True, exist_ok=True)
-    train_draft(
-        pipe.unet,
-        pipe.denoiser(),
-        pipe.scheduler,
-        pipe.latent_reward(score),
-        _prompt_batches(pipe, prompts, recipe.train.batch_size),
-        config,
-        on_step=on_step,
-        progress=progress,
-        optimizer=optimizer,
-        generator=generator,
-        start_step=start,
-    )
-    save_lora(pipe.unet, final, {**meta, "step": config.steps})
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+    with acc.autocast():
+        train_draft(
+            pipe.unet,
+            pipe.denoiser(),
+            pipe.scheduler,
+            pipe.latent_reward(score),
+            _prompt_batches(pipe, prompts, recipe.train.batch_size, acc.process_index, world),
+            config,
+            on_step=on_step,
+            accelerator=acc,
+            progress=progress and acc.is_local_main_process,
+            optimizer=optimizer,
+            generator=generator,
+            start_step=start,
+        )
+    if main:
+        save_lora(pipe.unet, final, {**meta, "step": config.steps})
+    acc.wait_for_everyone()
     return TrainResult(final, curve, config.steps - start)
