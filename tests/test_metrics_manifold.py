@@ -212,3 +212,107 @@ def test_prdc_separate_k_equals_the_single_metric_functions():
     assert (out.precision, out.recall) == precision_recall(ref, gen, k=4)
     assert (out.density, out.coverage) == density_coverage(ref, gen, k=7)
     assert (out.k_pr, out.k_dc) == (4, 7)
+
+
+# ------------------------------------------- float32 products with exact float64 decisions
+
+
+def _float64_only(monkeypatch) -> None:
+    from rdbench.metrics import manifold
+
+    monkeypatch.setattr(manifold._Float32Error, "make", staticmethod(lambda *a, **k: None))
+
+
+def _near_tie_sets(dtype, offset: float = 0.0):
+    """Clusters on an integer lattice (exact ties) plus jitter that float64 resolves at
+    these norms (squared distances >> 1e-12) and float32 products do not (<< 1e-4)."""
+    rng = np.random.default_rng(21)
+    lattice = rng.integers(0, 3, size=(30, 48)).astype(np.float64)
+    jitter = 10.0 ** rng.uniform(-5, -3.5, size=(30 * 8, 1))
+    ref = np.repeat(lattice, 8, axis=0) + jitter * rng.normal(size=(240, 48))
+    gen = lattice[rng.integers(0, 30, size=200)] + 3e-5 * rng.normal(size=(200, 48))
+    gen[::3] = np.round(gen[::3])  # exact copies of lattice points: ties with <=
+    return (ref + offset).astype(dtype), (gen + offset).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_float32_products_give_the_float64_decisions_on_near_ties(monkeypatch, dtype, offset, k):
+    from rdbench.metrics import manifold
+
+    ref, gen = _near_tie_sets(dtype, offset)
+    calls = {"pairs": 0, "rows": 0}
+    pair, rows = manifold._pair_sq_dists, manifold._knn_rows64
+
+    def count_pairs(x, y, i, j, *a):
+        calls["pairs"] += i.numel()
+        return pair(x, y, i, j, *a)
+
+    def count_rows(x, idx, *a):
+        calls["rows"] += idx.numel()
+        return rows(x, idx, *a)
+
+    monkeypatch.setattr(manifold, "_pair_sq_dists", count_pairs)
+    monkeypatch.setattr(manifold, "_knn_rows64", count_rows)
+    fast = {bs: prdc(ref, gen, k_pr=k, k_dc=k + 1, batch_size=bs) for bs in (17, 1024)}
+    assert calls["pairs"] > 0  # float64 recomputation of near-threshold pairs exercised
+    if k < 8:  # some lattice points have more than k + 8 generated copies, all closer
+        assert calls["rows"] > 0  # than the float32 bound: such rows are redone in float64
+    _float64_only(monkeypatch)
+    exact = {bs: prdc(ref, gen, k_pr=k, k_dc=k + 1, batch_size=bs) for bs in (17, 64)}
+    assert exact[17] == exact[64]  # float64 itself resolves this data
+    assert fast[17] == exact[64] and fast[1024] == exact[64]
+
+
+def test_float32_products_match_float64_and_brute_force_on_lattice(monkeypatch):
+    rng = np.random.default_rng(5)
+    ref = rng.integers(0, 3, size=(300, 12)).astype(np.float64)  # many exact ties
+    gen = rng.integers(0, 4, size=(250, 12)).astype(np.float64)
+    fast = prdc(ref, gen, k=4, batch_size=100)
+    expected = brute_force(ref, gen, 4)
+    for name, value in expected.items():
+        assert getattr(fast, name) == pytest.approx(value, abs=1e-12), name
+    _float64_only(monkeypatch)
+    assert prdc(ref, gen, k=4, batch_size=100) == fast
+
+
+def test_float32_error_bound_holds_on_wide_features():
+    from rdbench.metrics import manifold
+
+    rng = np.random.default_rng(8)
+    ref = (rng.normal(size=(64, 2048)) * 10.0 ** rng.uniform(-3, 3, size=(64, 1))).astype(
+        np.float32
+    )
+    gen = ref[::-1] + np.float32(1e-3) * rng.normal(size=(64, 2048)).astype(np.float32)
+    center = torch.from_numpy(ref.mean(axis=0, dtype=np.float64))
+    x, y = manifold._Blocks(ref, center, 64), manifold._Blocks(gen, center, 64)
+    nmax = float(torch.maximum(x.sq_norms.max(), y.sq_norms.max()))
+    err = manifold._Float32Error.make(x, y, nmax)
+    assert err is not None
+    rows = slice(0, 64)
+    scratch = torch.empty((3, 64 * 64), dtype=torch.float32)
+    a, b = x.block32(rows, 0), y.block32(rows, 1)
+    _, lo, hi = manifold._bounds32(
+        a, b, rows, rows, err, err.nx32, err.ny32, err.cn_x, err.cn_y, scratch
+    )
+    d64 = torch.from_numpy(
+        ((ref.astype(np.float64)[:, None, :] - gen.astype(np.float64)[None, :, :]) ** 2).sum(-1)
+    )
+    assert bool((lo.double() <= d64).all()) and bool((d64 <= hi.double()).all())
+
+
+def test_reduced_precision_matmul_falls_back_to_float64():
+    from rdbench.metrics import manifold
+
+    ref, gen = _data(50, 40, 8)
+    center = torch.zeros(8, dtype=torch.float64)
+    x, y = manifold._Blocks(ref, center, 16), manifold._Blocks(gen, center, 16)
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        assert manifold._Float32Error.make(x, y, 1.0) is None
+    finally:
+        torch.set_float32_matmul_precision(before)
+    assert manifold._Float32Error.make(x, y, 1.0) is not None
+    assert manifold._Float32Error.make(x, y, 1e38) is None  # float32 range

@@ -24,10 +24,20 @@ radii, and membership tests block by block, so memory is O((N + M) d + batch_siz
 of the O(N M) distance matrices of prdc. Radii are widened by the rounding bound of that
 formula (about 1e-12 of the squared norms) so that exact ties and duplicates count as inside
 whatever the block layout; results do not depend on ``batch_size``.
+
+On CPU (and CUDA without TF32) the block products run in float32, about twice as fast, and
+the decisions stay those of float64: with a rigorous bound E on |d2_float32 - d2_float64|
+(input rounding plus gamma_d for any summation order, about d * 6e-8 of the squared norms),
+only comparisons within E of a radius are recomputed in float64, and each k-NN radius is
+the float64 distance of the candidates within 2E of the float32 k-th one, taken from a
+running top-(k + 8) with indices (a row whose (k + 8)-th candidate is still within reach is
+redone in float64). Reduced-precision float32 matmuls or features beyond the float32 range
+use the float64 blocks throughout.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -49,6 +59,8 @@ from rdbench.metrics._checks import (
 Backend = Literal["torch", "faiss"]
 DEFAULT_BATCH_SIZE = 1024
 _EPS = float(np.finfo(np.float64).eps)
+_U32 = 2.0**-24  # unit roundoff of float32
+_KNN_EXTRA = 8  # float32 k-NN keeps k + _KNN_EXTRA candidates per row
 
 
 @dataclass(frozen=True)
@@ -148,7 +160,21 @@ class _Blocks:
         self.n, self.d = arr.shape
         size = min(batch_size, self.n) * self.d
         self._buffers = torch.empty((2, size), dtype=torch.float64, device=center.device)
+        self._buffers32 = torch.empty((2, size), dtype=torch.float32, device=center.device)
         self.sq_norms = torch.cat([_row_sq_norms(b) for _, b in self])
+
+    def block32(self, rows: slice, slot: int = 1) -> torch.Tensor:
+        """The float64 centred block rounded to float32 (one rounding per entry)."""
+        b = self.block(rows, slot)
+        return self._buffers32[slot, : b.numel()].view(b.shape).copy_(b)
+
+    def iter32(self) -> Iterator[tuple[slice, torch.Tensor]]:
+        for i in range(0, self.n, self.batch_size):
+            rows = slice(i, i + self.batch_size)
+            yield rows, self.block32(rows, slot=0)
+
+    def rows64(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.data[idx].to(torch.float64).sub_(self.center)  # same values as block()
 
     def block(self, rows: slice, slot: int = 1) -> torch.Tensor:
         source = self.data[rows]
@@ -191,10 +217,18 @@ def _compute(
     scale = 2.0 * (ref_np.shape[1] + 4) * _EPS
     nmax = float(torch.maximum(x.sq_norms.max(), y.sq_norms.max()))
 
-    knn = _knn_sq_distances_faiss if backend == "faiss" else _knn_sq_distances
+    err = _Float32Error.make(x, y, nmax)
+    knn32 = backend != "faiss" and err is not None
+    if backend == "faiss":
+        knn = _knn_sq_distances_faiss
+    elif err is not None:
+        knn = functools.partial(_knn_sq_distances32, err=err)
+    else:
+        knn = _knn_sq_distances
     bar = _progress(x.n, y.n, batch_size, k_pr is not None, progress)
     with bar:
-        ref_knn = knn(x, k_ref, bar)
+        needed = tuple(k for k in (k_pr, k_dc) if k is not None)
+        ref_knn = knn(x, k_ref, bar, **({"need": needed} if knn32 else {}))
         tol_x = scale * (x.sq_norms + nmax)
         r_pr = ref_knn[:, k_pr - 1] + tol_x if k_pr is not None else None
         r_dc = ref_knn[:, k_dc - 1] + tol_x if k_dc is not None else None
@@ -202,7 +236,10 @@ def _compute(
             r_dc = r_pr  # one comparison per block serves all four metrics
         r_gen = None
         if k_pr is not None:
-            r_gen = knn(y, k_pr, bar)[:, k_pr - 1] + scale * (y.sq_norms + nmax)
+            gen_knn = knn(y, k_pr, bar, **({"need": (k_pr,)} if knn32 else {}))
+            r_gen = gen_knn[:, k_pr - 1] + scale * (y.sq_norms + nmax)
+        if err is not None:
+            return _cross_sweep32(x, y, r_pr, r_dc, r_gen, k_dc, bar, err)
         return _cross_sweep(x, y, r_pr, r_dc, r_gen, k_dc, bar)
 
 
@@ -244,6 +281,269 @@ def _cross_sweep(
         out["density"] = ball_count.sum().item() / (k_dc * y.n)
         out["coverage"] = ref_covered.double().mean().item()
     return out
+
+
+@dataclass(frozen=True)
+class _Float32Error:
+    """Rigorous bound on |d2_32 - d2_64| for the float32 block distances.
+
+    d2_32 = fl32(fl32(||b||^2 - 2 a32.b32) + ||a||^2) with a32, b32 the centred float64
+    blocks rounded to float32 and the norms rounded to float32; d2_64 is the float64 value
+    of ``_sq_dists``. Rounding the inputs costs (2u + u^2) ||a|| ||b|| on the dot product,
+    any summation order (BLAS blocking, FMA) gamma_d (1 + u)^2 ||a|| ||b|| (Higham, Thm 3.5
+    form), the norms and the two additions (and the later +-E) a few u (||a||^2 + ||b||^2);
+    float64 adds (d + 4) eps64 (||a||^2 + ||b||^2). With 2 ||a|| ||b|| <= ||a||^2 + ||b||^2
+    the whole is below ``coef`` (||a||^2 + ||b||^2) + ``absolute`` (underflow), with a 10 %
+    margin. Only used where fp32 matmuls are plain IEEE float32 (no TF32 / bf16)."""
+
+    coef: float
+    absolute: float
+    cn_x: torch.Tensor  # coef * ||x_i||^2 + absolute / 2, float32 rounded up
+    cn_y: torch.Tensor
+    nx32: torch.Tensor  # squared norms as float32
+    ny32: torch.Tensor
+
+    @staticmethod
+    def make(x: _Blocks, y: _Blocks, nmax: float) -> _Float32Error | None:
+        dev = x.center.device
+        if not _ieee_float32_matmul(dev):
+            return None
+        if not 16.0 * nmax < 1e37:  # float32 range, with room for radii and bounds
+            return None
+        d, u = x.d, _U32
+        gamma = d * u / (1.0 - d * u)
+        coef = 1.1 * ((2 * u + u * u) + gamma * (1 + u) ** 2 + 8 * u + 2 * (d + 4) * _EPS)
+        absolute = 2.0**-144 * (2.0 * np.sqrt(d * max(nmax, 1.0)) + 2.0 * d)
+
+        def up32(v: torch.Tensor) -> torch.Tensor:
+            v32 = v.float()
+            return torch.nextafter(v32, torch.full_like(v32, float("inf")))
+
+        return _Float32Error(
+            coef=coef,
+            absolute=absolute,
+            cn_x=up32(coef * x.sq_norms + absolute / 2),
+            cn_y=up32(coef * y.sq_norms + absolute / 2),
+            nx32=x.sq_norms.float(),
+            ny32=y.sq_norms.float(),
+        )
+
+    def row_bound(self, n_a: torch.Tensor, nmax: float) -> torch.Tensor:
+        """float64 bound for row a against any column: coef (||a||^2 + nmax) + absolute."""
+        return self.coef * (n_a + nmax) + self.absolute
+
+
+def _ieee_float32_matmul(dev: torch.device) -> bool:
+    """Whether float32 matmuls on ``dev`` are plain IEEE float32 (no TF32 / bf16 inside)."""
+    if dev.type not in ("cpu", "cuda"):
+        return False
+    try:  # the legacy API raises once the new one below has been used
+        if torch.get_float32_matmul_precision() != "highest":
+            return False
+        if dev.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
+            return False
+    except RuntimeError:
+        pass
+    backend = torch.backends.cuda if dev.type == "cuda" else torch.backends.mkldnn
+    settings = [  # the per-backend API of recent torch; absent attributes are fine
+        getattr(torch.backends, "fp32_precision", None),
+        getattr(getattr(backend, "matmul", None), "fp32_precision", None),
+    ]
+    return all(p in (None, "none", "ieee") for p in settings)
+
+
+def _pair_sq_dists(
+    x: _Blocks, y: _Blocks, i: torch.Tensor, j: torch.Tensor, chunk: int = 256
+) -> torch.Tensor:
+    """float64 ||x_i - y_j||^2 for index pairs, by the same formula as ``_sq_dists``."""
+    out = torch.empty(i.numel(), dtype=torch.float64, device=x.center.device)
+    for s in range(0, i.numel(), chunk):
+        ii, jj = i[s : s + chunk], j[s : s + chunk]
+        dot = torch.linalg.vecdot(x.rows64(ii), y.rows64(jj))
+        out[s : s + chunk] = (y.sq_norms[jj] - 2.0 * dot + x.sq_norms[ii]).clamp_(min=0.0)
+    return out
+
+
+def _thresholds32(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 values just below and just above the float64 thresholds ``t``."""
+    t32 = t.float()
+    down = torch.nextafter(t32, torch.full_like(t32, float("-inf")))
+    up = torch.nextafter(t32, torch.full_like(t32, float("inf")))
+    return down, up
+
+
+def _cross_sweep32(
+    x: _Blocks,
+    y: _Blocks,
+    r_pr: torch.Tensor | None,
+    r_dc: torch.Tensor | None,
+    r_gen: torch.Tensor | None,
+    k_dc: int | None,
+    bar: tqdm,
+    err: _Float32Error,
+) -> dict[str, float]:
+    """``_cross_sweep`` with float32 block products; same decisions as the float64 one."""
+    dev = x.center.device
+    gen_in_ref = torch.zeros(y.n, dtype=torch.bool, device=dev)
+    ref_in_gen = torch.zeros(x.n, dtype=torch.bool, device=dev)
+    ball_count = torch.zeros(y.n, dtype=torch.int64, device=dev)
+    ref_covered = torch.zeros(x.n, dtype=torch.bool, device=dev)
+    shared = r_dc is r_pr
+    t_pr = _thresholds32(r_pr) if r_pr is not None else None
+    t_dc = _thresholds32(r_dc) if r_dc is not None else None
+    t_gen = _thresholds32(r_gen) if r_gen is not None else None
+    size = min(x.batch_size, x.n) * min(y.batch_size, y.n)
+    scratch = torch.empty((3, size), dtype=torch.float32, device=dev)
+    for rows, a in x.iter32():
+        for cols, b in y.iter32():
+            d2, lo, hi = _bounds32(
+                a, b, rows, cols, err, err.nx32, err.ny32, err.cn_x, err.cn_y, scratch
+            )
+
+            def fix(i: torch.Tensor, j: torch.Tensor, rows=rows, cols=cols) -> torch.Tensor:
+                return _pair_sq_dists(x, y, i + rows.start, j + cols.start)
+
+            def row_test(t, t64, rows=rows, lo=lo, hi=hi, fix=fix):
+                return _inside_rows(lo, hi, t[0][rows], t[1][rows], t64[rows], fix)
+
+            if r_pr is not None:
+                inside_pr = row_test(t_pr, r_pr)
+                if not shared:
+                    gen_in_ref[cols] |= inside_pr.any(dim=0)
+                in_gen = _inside_cols(lo, hi, t_gen[0][cols], t_gen[1][cols], r_gen[cols], fix)
+                ref_in_gen[rows] |= in_gen.any(dim=1)
+            if r_dc is not None:
+                inside = inside_pr if shared else row_test(t_dc, r_dc)
+                ball_count[cols] += inside.sum(dim=0)
+                ref_covered[rows] |= inside.any(dim=1)
+            bar.update(1)
+    out: dict[str, float] = {}
+    if r_pr is not None:
+        out["precision"] = (ball_count > 0 if shared else gen_in_ref).double().mean().item()
+        out["recall"] = ref_in_gen.double().mean().item()
+    if r_dc is not None:
+        out["density"] = ball_count.sum().item() / (k_dc * y.n)
+        out["coverage"] = ref_covered.double().mean().item()
+    return out
+
+
+def _inside_rows(lo, hi, t_down, t_up, t64, fix):
+    """[i, j]: d2_64(i, j) <= t64[i]."""
+    inside = hi <= t_down[:, None]
+    maybe = lo <= t_up[:, None]
+    if not torch.equal(inside, maybe):
+        i, j = torch.nonzero(maybe & ~inside, as_tuple=True)
+        inside[i, j] = fix(i, j) <= t64[i]
+    return inside
+
+
+def _inside_cols(lo, hi, t_down, t_up, t64, fix):
+    """[i, j]: d2_64(i, j) <= t64[j]."""
+    inside = hi <= t_down[None, :]
+    maybe = lo <= t_up[None, :]
+    if not torch.equal(inside, maybe):
+        i, j = torch.nonzero(maybe & ~inside, as_tuple=True)
+        inside[i, j] = fix(i, j) <= t64[j]
+    return inside
+
+
+def _bounds32(a, b, rows, cols, err, na32, nb32, cna, cnb, scratch):
+    """float32 d2 block and bounds lo <= d2_64 <= hi (from the rounding bound of ``err``)."""
+    m = a.shape[0] * b.shape[0]
+    d2, lo, hi = (scratch[s, :m].view(a.shape[0], b.shape[0]) for s in range(3))
+    torch.addmm(nb32[cols][None, :], a, b.T, alpha=-2.0, out=d2)
+    d2.add_(na32[rows][:, None])
+    e = torch.add(cna[rows][:, None], cnb[cols][None, :], out=hi)
+    torch.sub(d2, e, out=lo)
+    hi.add_(d2)
+    return d2, lo, hi
+
+
+def _knn_sq_distances32(
+    x: _Blocks, k: int, bar: tqdm, err: _Float32Error, need: tuple[int, ...] = ()
+) -> torch.Tensor:
+    """``_knn_sq_distances`` with float32 block products and exact float64 radii.
+
+    Keeps the K = k + _KNN_EXTRA nearest other rows by float32 distance (with indices). With E
+    the rounding bound of the row, candidates within 2E of the k-th float32 value are
+    recomputed in float64 and those below that window counted; a row whose K-th float32
+    value is not beyond the window (near ties), is redone fully in float64. Returns (n, k),
+    filled only in the columns ``need`` (all-NaN elsewhere).
+    """
+    dev = x.center.device
+    big_k = min(k + _KNN_EXTRA, x.n - 1)
+    best_v = torch.full((x.n, big_k), float("inf"), dtype=torch.float32, device=dev)
+    best_i = torch.zeros((x.n, big_k), dtype=torch.int64, device=dev)
+    n32 = x.sq_norms.float()
+    size = min(x.batch_size, x.n) ** 2
+    scratch = torch.empty((3, size), dtype=torch.float32, device=dev)
+    for rows, a in x.iter32():
+        for j in range(rows.start, x.n, x.batch_size):
+            cols = slice(j, j + x.batch_size)
+            b = x.block32(cols)
+            m = a.shape[0] * b.shape[0]
+            d2 = scratch[0, :m].view(a.shape[0], b.shape[0])
+            torch.addmm(n32[cols][None, :], a, b.T, alpha=-2.0, out=d2)
+            d2.add_(n32[rows][:, None])
+            if cols == rows:
+                d2.fill_diagonal_(float("inf"))
+            _merge_smallest_idx(best_v, best_i, rows, d2, cols.start, dim=1)
+            if cols != rows:
+                _merge_smallest_idx(best_v, best_i, cols, d2, rows.start, dim=0)
+            bar.update(1)
+    best_v, order = best_v.sort(dim=1)
+    best_i = best_i.gather(1, order)
+    nmax = float(x.sq_norms.max())
+    e = err.row_bound(x.sq_norms, nmax)[:, None]  # float64 (n, 1)
+    v = best_v.double()
+    out = torch.full((x.n, k), float("nan"), dtype=torch.float64, device=dev)
+    for kk in sorted(set(need) if need else {k}):
+        vk = v[:, kk - 1 : kk]
+        below = v < vk - 2 * e
+        window = ~below & (v <= vk + 2 * e)
+        full = torch.full_like(v, float("inf"))
+        full[below] = float("-inf")
+        i, c = torch.nonzero(window, as_tuple=True)
+        full[i, c] = _pair_sq_dists(x, x, i, best_i[i, c])
+        out[:, kk - 1] = full.sort(dim=1).values[:, kk - 1]
+        if big_k < x.n - 1:
+            redo = torch.nonzero(~(v[:, -1] > vk[:, 0] + 2 * e[:, 0])).squeeze(1)
+            if redo.numel():
+                out[redo, kk - 1] = _knn_rows64(x, redo, kk)
+    return out
+
+
+def _knn_rows64(x: _Blocks, idx: torch.Tensor, k: int) -> torch.Tensor:
+    """float64 k-th nearest-other squared distance for the rows ``idx``."""
+    out = torch.empty(idx.numel(), dtype=torch.float64, device=x.center.device)
+    chunk = max(1, min(x.batch_size, x.n) ** 2 // x.n)  # (chunk, n) within a block's size
+    for s in range(0, idx.numel(), chunk):
+        ii = idx[s : s + chunk]
+        a = x.rows64(ii)
+        na = x.sq_norms[ii]
+        d2 = torch.empty((ii.numel(), x.n), dtype=torch.float64, device=x.center.device)
+        for cols, b in x:
+            torch.addmm(x.sq_norms[cols][None, :], a, b.T, alpha=-2.0, out=d2[:, cols])
+        d2.add_(na[:, None]).clamp_(min=0.0)
+        d2[torch.arange(ii.numel(), device=d2.device), ii] = float("inf")
+        out[s : s + chunk] = d2.kthvalue(k, dim=1).values
+    return out
+
+
+def _merge_smallest_idx(
+    best_v: torch.Tensor, best_i: torch.Tensor, rows: slice, d2: torch.Tensor, offset: int, dim: int
+) -> None:
+    """Merge the smallest values of ``d2`` along ``dim`` (with column indices + ``offset``)
+    into the running top-K of ``rows``."""
+    keep = best_v.shape[1]
+    vals, idx = d2.topk(min(keep, d2.shape[dim]), dim=dim, largest=False, sorted=False)
+    if dim == 0:
+        vals, idx = vals.T, idx.T
+    cat_v = torch.cat([best_v[rows], vals], dim=1)
+    cat_i = torch.cat([best_i[rows], idx + offset], dim=1)
+    v, pos = cat_v.topk(keep, dim=1, largest=False, sorted=False)
+    best_v[rows] = v
+    best_i[rows] = cat_i.gather(1, pos)
 
 
 def _knn_sq_distances(x: _Blocks, k: int, bar: tqdm) -> torch.Tensor:
