@@ -273,14 +273,17 @@ def _cross_sweep(
                 ball_count[cols] += inside.sum(dim=0)
                 ref_covered[rows] |= inside.any(dim=1)
             bar.update(1)
-    out: dict[str, float] = {}
-    if r_pr is not None:
-        out["precision"] = (ball_count > 0 if shared else gen_in_ref).double().mean().item()
-        out["recall"] = ref_in_gen.double().mean().item()
-    if r_dc is not None:
-        out["density"] = ball_count.sum().item() / (k_dc * y.n)
-        out["coverage"] = ref_covered.double().mean().item()
-    return out
+    return _summary(
+        r_pr is not None,
+        r_dc is not None,
+        shared,
+        gen_in_ref,
+        ref_in_gen,
+        ball_count,
+        ref_covered,
+        k_dc,
+        y.n,
+    )
 
 
 @dataclass(frozen=True)
@@ -417,14 +420,17 @@ def _cross_sweep32(
                 ball_count[cols] += inside.sum(dim=0)
                 ref_covered[rows] |= inside.any(dim=1)
             bar.update(1)
-    out: dict[str, float] = {}
-    if r_pr is not None:
-        out["precision"] = (ball_count > 0 if shared else gen_in_ref).double().mean().item()
-        out["recall"] = ref_in_gen.double().mean().item()
-    if r_dc is not None:
-        out["density"] = ball_count.sum().item() / (k_dc * y.n)
-        out["coverage"] = ref_covered.double().mean().item()
-    return out
+    return _summary(
+        r_pr is not None,
+        r_dc is not None,
+        shared,
+        gen_in_ref,
+        ref_in_gen,
+        ball_count,
+        ref_covered,
+        k_dc,
+        y.n,
+    )
 
 
 def _inside_rows(lo, hi, t_down, t_up, t64, fix):
@@ -643,3 +649,25 @@ def _progress(n: int, m: int, batch_size: int, with_gen: bool, progress: bool | 
     total = nb * (nb + 1) // 2 + nb * mb + (mb * (mb + 1) // 2 if with_gen else 0)
     disable = None if progress is None else not progress  # None: only on a terminal
     return tqdm(total=total, desc="k-NN manifold", unit="block", disable=disable, leave=False)
+
+
+def _summary(
+    with_pr: bool,
+    with_dc: bool,
+    shared: bool,
+    gen_in_ref: torch.Tensor,
+    ref_in_gen: torch.Tensor,
+    ball_count: torch.Tensor,
+    ref_covered: torch.Tensor,
+    k_dc: int | None,
+    m: int,
+) -> dict[str, float]:
+    """The four metrics from the membership counts both sweeps (float64, float32) collect."""
+    out: dict[str, float] = {}
+    if with_pr:
+        out["precision"] = (ball_count > 0 if shared else gen_in_ref).double().mean().item()
+        out["recall"] = ref_in_gen.double().mean().item()
+    if with_dc:
+        out["density"] = ball_count.sum().item() / (k_dc * m)
+        out["coverage"] = ref_covered.double().mean().item()
+    return out
