@@ -25,7 +25,9 @@ def cli() -> None:
     show_default=True,
     help="Output folder (results/, plots, summary.json).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of every random draw in the study."
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bars on stderr.")
 def demo(quick: bool, out: Path, seed: int, progress: bool) -> None:
     """Run the toy study: Lemma-1 curve, KL / LoRA-scale / AIG frontiers, result files."""

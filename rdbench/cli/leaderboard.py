@@ -32,7 +32,13 @@ def app_path() -> Path:
     default=None,
     help="Submissions folder to show [default: leaderboard/submissions].",
 )
-@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8501,
+    show_default=True,
+    help="Port the Streamlit server listens on.",
+)
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.argument("streamlit_args", nargs=-1, type=click.UNPROCESSED)
 def command(store: Path | None, port: int, address: str, streamlit_args: tuple[str, ...]) -> None:

@@ -55,7 +55,13 @@ def _apply_weights(pairs: list[tuple[str, str]], rewards: list[str]) -> dict[str
     default=None,
     help="Write JSON lines here instead of stdout.",
 )
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--batch-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images scored per forward pass.",
+)
 @click.option("--device", default=None, help="torch device (default: cuda if available, else cpu).")
 @click.option("--dtype", default=None, help="float32 (default), float16 or bfloat16.")
 @click.option(

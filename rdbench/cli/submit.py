@@ -19,7 +19,13 @@ from rdbench.submissions import DEFAULT_STORE, MAX_BYTES, submit
     show_default=True,
     help="The leaderboard's submissions folder.",
 )
-@click.option("--max-bytes", type=click.IntRange(min=1), default=MAX_BYTES, show_default=True)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(min=1),
+    default=MAX_BYTES,
+    show_default=True,
+    help="Refuse result files larger than this many bytes (checked before parsing).",
+)
 def command(results: tuple[Path, ...], check: bool, store: Path, max_bytes: int) -> None:
     """Validate RESULTS (result JSON files) and write each, in canonical form, to
     STORE/<suite>/<method>-<hash>.json. Open a pull request with the new files to publish them.
