@@ -61,7 +61,13 @@ def train_command(
 @_recipe
 @_set
 @click.option("--method", required=True, help=METHOD_HELP)
-@click.option("--plan", "plan", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--plan",
+    "plan",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Generation plan from `rdbench plan` (JSON Lines); it becomes the set's manifest.",
+)
 @click.option("--out", type=_outdir, required=True, help="Image-set folder (resumable).")
 @click.option(
     "--lora",
