@@ -366,7 +366,7 @@ def _set_intervals(
         )
     resampled = records[1:]  # records[0] is the full data
     return {
-        name: bootstrap._interval(
+        name: bootstrap.percentile_interval(
             records[0][name], np.array([r[name] for r in resampled]), o.bootstrap, o.confidence
         )
         for name in names

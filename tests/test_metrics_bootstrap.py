@@ -12,6 +12,7 @@ from rdbench.metrics.bootstrap import (
     mean_ci,
     paired_bootstrap_diff,
     paired_mean_diff,
+    percentile_interval,
 )
 
 
@@ -176,3 +177,10 @@ NAN = np.array([1.0, np.nan, 2.0])
 def test_bad_input(call, message):
     with pytest.raises(RdbenchError, match=message):
         call()
+
+
+def test_percentile_interval_is_the_central_quantile_pair():
+    stats = np.arange(101, dtype=float)  # quantile q of 0..100 is exactly 100 q
+    iv = percentile_interval(7.0, stats, 101, 0.5)  # quantiles 0.25 and 0.75, exact in binary
+    assert (iv.estimate, iv.low, iv.high) == (7.0, 25.0, 75.0)
+    assert (iv.n_resamples, iv.confidence) == (101, 0.5)

@@ -81,6 +81,10 @@ class CacheNamespace:
                 self._rows.update(zip(keys.tolist(), feats, strict=True))
         return self._rows
 
+    def __len__(self) -> int:
+        """Number of cached rows (loads and verifies the chunks on first use)."""
+        return len(self._load())
+
     def get(self, keys: list[str]) -> dict[str, np.ndarray]:
         """Cached rows for those of ``keys`` that are present."""
         rows = self._load()

@@ -92,7 +92,7 @@ def bootstrap_ci(
             for idx in _draws(rng, len(grps[0]), n_resamples)
         )
     stats = [_call(metric_fn, sample, b) for b, sample in enumerate(resamples)]
-    return _interval(estimate, np.asarray(stats), n_resamples, confidence)
+    return percentile_interval(estimate, np.asarray(stats), n_resamples, confidence)
 
 
 def paired_bootstrap_diff(
@@ -186,7 +186,7 @@ def _mean_interval(
             batch = []
     if batch:
         stats.append(stat(_counts(np.stack(batch), n_groups)))
-    return _interval(estimate, np.concatenate(stats), n_resamples, confidence)
+    return percentile_interval(estimate, np.concatenate(stats), n_resamples, confidence)
 
 
 def _counts(idx: np.ndarray, n_groups: int) -> np.ndarray:
@@ -299,7 +299,14 @@ def _check_settings(n_resamples: Any, confidence: Any) -> tuple[int, float]:
     return n_resamples, confidence
 
 
-def _interval(estimate: float, stats: np.ndarray, n_resamples: int, confidence: float) -> Interval:
+def percentile_interval(
+    estimate: float, stats: np.ndarray, n_resamples: int, confidence: float
+) -> Interval:
+    """Percentile interval: the (1-c)/2 and (1+c)/2 quantiles of resampled ``stats``.
+
+    For callers that resample once and read several statistics off each resample (as
+    ``rdbench evaluate`` does for its set metrics).
+    """
     alpha = 1.0 - confidence
     low, high = np.quantile(stats, [alpha / 2.0, 1.0 - alpha / 2.0])
     return Interval(float(estimate), float(low), float(high), n_resamples, confidence)

@@ -46,7 +46,7 @@ class ScoreCache:
         return None if row is None else float(row[0])
 
     def __len__(self) -> int:
-        return len(self._ns._load())
+        return len(self._ns)
 
     def put(self, scores: dict[str, float]) -> None:
         """Store ``scores`` as one new chunk (no-op when empty)."""
