@@ -1,9 +1,10 @@
 """Speed of the SD baselines on the tiny random-weight pipeline, on the CPU.
 
-DRaFT-1 optimizer steps per second with and without gradient checkpointing, and sampling time
-of AIG (one mixed-adapter forward, and two passes) relative to the finetuned model's plain
-sampling. See :mod:`baselines.sd.bench`; ``benchmarks/gpu_smoke.py`` runs the same
-measurements on an SD-1.x-sized UNet on a GPU.
+DRaFT-1 optimizer steps per second with and without gradient checkpointing; sampling time of
+AIG (one forward with row-scaled LoRA, one with peft's adapter_names, two passes) relative to
+the finetuned model's plain sampling; the aten ops of one sampler step. See
+:mod:`baselines.sd.bench`; ``benchmarks/gpu_smoke.py`` runs the same measurements on an
+SD-1.x-sized UNet on a GPU.
 
     python benchmarks/baselines_speed.py [--quick] [--json OUT.json]
 """

@@ -2,9 +2,10 @@
 
 Prints DRaFT-1 optimizer steps per second and peak GPU memory with and without gradient
 checkpointing (UNet call checkpointed + VAE decoder blocks), and AIG sampling time relative to
-plain sampling (target: at most 1.3x with the batched mixed-adapter forward; two passes cost
-about 2x). Finishes in a few minutes on an H100; ``--quick`` for about a minute. Without CUDA
-it runs the tiny pipeline on the CPU (to check the script itself).
+plain sampling (target: at most 1.3x with one mixed forward; two passes cost about 2x) for
+each mixing (row-scaled LoRA, peft adapter_names, two passes), next to plain sampling at twice
+the batch. A few minutes on an H100; ``--quick`` about a minute. Without CUDA it runs the
+tiny pipeline on the CPU (to check the script itself).
 
     python benchmarks/gpu_smoke.py [--quick] [--dtype bfloat16] [--batch 2] [--json OUT.json]
 """

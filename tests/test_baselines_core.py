@@ -13,6 +13,7 @@ from baselines.core.lora import (
     adapters_disabled,
     add_lora,
     load_lora,
+    lora_layers,
     lora_parameters,
     lora_scale,
     save_lora,
@@ -173,30 +174,81 @@ def test_scale_zero_and_aig_base_reproduce_base_sampling_bit_for_bit():
     assert not torch.equal(half, base) and not torch.equal(half, finetuned)
 
 
-def test_aig_mixed_adapter_batch_matches_two_passes():
+@pytest.mark.parametrize("mixing", ["rows", "peft"])
+def test_aig_mixed_adapter_batch_matches_two_passes(mixing):
     model = tiny_model()
     perturb(model)
     x, t = noise(), torch.tensor(500)
-    one = base_and_finetuned(model, model, x, t, None, batched=True)
-    two = base_and_finetuned(model, model, x, t, None, batched=False)
+    one = base_and_finetuned(model, model, x, t, None, mixing=mixing)
+    two = base_and_finetuned(model, model, x, t, None, mixing="two-pass")
     for a, b in zip(one, two, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     with adapters_disabled(model):
         torch.testing.assert_close(one[0], model(x, t, None), rtol=1e-5, atol=1e-6)
     # a linear schedule mixes both: between base and finetuned samples
-    lin = run(aig_predictor(model, model, None, "linear", STEPS), x)
+    lin = run(aig_predictor(model, model, None, "linear", STEPS, mixing=mixing), x)
     assert torch.isfinite(lin).all()
 
 
-def test_aig_mixed_batch_through_cfg_wrapper():
+@pytest.mark.parametrize("mixing", ["rows", "peft"])
+def test_aig_mixed_batch_through_cfg_wrapper(mixing):
     model = tiny_model(n_prompts=2)
     perturb(model)
     guided = classifier_free_guidance(model, 3.0, torch.tensor([2]))
     x, t, cond = noise(4), torch.tensor(300), torch.tensor([0, 1, 0, 1])
-    one = base_and_finetuned(model, guided, x, t, cond, batched=True)
-    two = base_and_finetuned(model, guided, x, t, cond, batched=False)
+    one = base_and_finetuned(model, guided, x, t, cond, mixing=mixing)
+    two = base_and_finetuned(model, guided, x, t, cond, mixing="two-pass")
     for a, b in zip(one, two, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_row_mixing_runs_one_forward_restores_scales_and_respects_lora_scale():
+    model = tiny_model()
+    perturb(model)
+    x, t = noise(), torch.tensor(500)
+    calls: list[int] = []
+    handle = model.register_forward_pre_hook(lambda m, args: calls.append(len(args[0])))
+    base, ft = base_and_finetuned(model, model, x, t, None)
+    handle.remove()
+    assert calls == [16]  # one forward on [x; x]
+    assert {type(m.scaling["default"]) for m in lora_layers(model)} == {float}
+    # an outer LoRA scale applies to the finetuned rows, as in two passes
+    with lora_scale(model, 0.5):
+        half = base_and_finetuned(model, model, x, t, None)
+        half_two = base_and_finetuned(model, model, x, t, None, mixing="two-pass")
+    torch.testing.assert_close(half[0], base, rtol=0, atol=0)
+    torch.testing.assert_close(half[1], half_two[1], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(half[1], ft, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown mixing"):
+        base_and_finetuned(model, model, x, t, None, mixing="fast")
+
+
+@pytest.mark.parametrize("mixing", ["rows", "peft"])
+def test_mixing_falls_back_to_two_passes_where_it_cannot_mix(mixing):
+    model = tiny_model()
+    perturb(model)
+    x, t = noise(), torch.tensor(500)
+    expected = base_and_finetuned(model, model, x, t, None, mixing="two-pass")
+    calls: list[int] = []
+    model.register_forward_pre_hook(lambda m, args: calls.append(len(args[0])))
+
+    def ignores_cond(x: torch.Tensor, t: torch.Tensor, cond: object) -> torch.Tensor:
+        return model(x, t, None)
+
+    def drops_a_row(x: torch.Tensor, t: torch.Tensor, cond: object) -> torch.Tensor:
+        return model(x[:-1], t, None)  # 15 rows reach the LoRA layers: not 2 x 8
+
+    cases = [
+        (ignores_cond, object(), [8, 8], expected),  # a conditioning that cannot be batched
+        (drops_a_row, None, [15, 7, 7], [e[:-1] for e in expected]),  # refused mid-forward
+    ]
+    for denoiser, cond, rows, want in cases:
+        calls.clear()
+        out = base_and_finetuned(model, denoiser, x, t, cond, mixing=mixing)
+        assert calls == rows
+        for a, b in zip(out, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert {type(m.scaling["default"]) for m in lora_layers(model)} == {float}
 
 
 def test_classifier_free_guidance_endpoints():

@@ -23,6 +23,11 @@ def test_gpu_smoke_runs_on_the_cpu_and_writes_its_figures(tmp_path, capsys):
     for key in ("draft_ckpt", "draft_nockpt"):
         assert figures[key]["steps_per_s"] > 0 and figures[key]["peak_gib"] is None
     s = figures["sampling"]
-    assert s["aig_batched_ratio"] == s["aig_batched"] / s["plain"] > 0
+    for key in ("plain_double", "aig_rows", "aig_peft", "aig_two_pass"):
+        assert s[f"{key}_ratio"] == s[key] / s["plain"] > 0
+    ops = s["ops"]
+    assert ops["rows"]["host_tensors"] == ops["plain"]["host_tensors"]
+    assert ops["peft"]["host_tensors"] > ops["rows"]["host_tensors"]
+    assert ops["plain"]["total"] < ops["rows"]["total"] < ops["two-pass"]["total"]
     out = capsys.readouterr().out
-    assert "AIG batched" in out and "steps/s" in out
+    assert "AIG, one forward, row-scaled LoRA" in out and "steps/s" in out

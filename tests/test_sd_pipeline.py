@@ -11,11 +11,12 @@ import torch
 from tiny_sd import make_tiny_sd
 
 from baselines.core.draft import DraftConfig, draft_loss, train_draft
-from baselines.core.guidance import aig_predictor
-from baselines.core.lora import lora_parameters, save_lora
+from baselines.core.guidance import MIXING, aig_predictor, base_and_finetuned
+from baselines.core.lora import lora_layers, lora_parameters, save_lora
 from baselines.core.regularizers import KLPredictor
-from baselines.core.sampling import predictor, sample
+from baselines.core.sampling import concat_cond, predictor, sample
 from baselines.core.schedules import schedule_values
+from baselines.sd.bench import op_census
 from baselines.sd.generate import attach_lora, parse_method, sample_images
 from baselines.sd.pipeline import load_pipeline
 from baselines.sd.recipes import load_recipe
@@ -204,22 +205,44 @@ def test_aig_single_mixed_adapter_forward_matches_two_passes(sd_folder):
     perturb(pipe)
     cond, noise = pipe.encode(PROMPTS), pipe.initial_noise([3, 4])
     out, rows = {}, {}
-    for batched in (True, False):
+    for mixing in MIXING:
         seen: list[int] = []
         hook = pipe.unet.register_forward_pre_hook(
             lambda m, args, seen=seen: seen.append(len(args[0]))
         )
-        predict = aig_predictor(pipe.unet, pipe.denoiser(), cond, "power:2", 4, batched=batched)
+        predict = aig_predictor(pipe.unet, pipe.denoiser(), cond, "power:2", 4, mixing=mixing)
         with torch.no_grad():
-            out[batched] = sample(predict, pipe.scheduler, noise, num_steps=4)
+            out[mixing] = sample(predict, pipe.scheduler, noise, num_steps=4)
         hook.remove()
-        rows[batched] = seen
+        rows[mixing] = seen
     # step 0 has g = 0 (base only); steps 1-3 mix: one UNet call on [x; x] x CFG = 8 rows
-    assert rows[True] == [4, 8, 8, 8] and rows[False] == [4, 4, 4, 4, 4, 4, 4]
-    assert torch.allclose(out[True], out[False], atol=1e-5)
+    assert rows["rows"] == rows["peft"] == [4, 8, 8, 8]
+    assert rows["two-pass"] == [4, 4, 4, 4, 4, 4, 4]
+    assert torch.allclose(out["rows"], out["two-pass"], atol=1e-5)
+    assert torch.allclose(out["peft"], out["two-pass"], atol=1e-5)
     with torch.no_grad():
         base = sample(predictor(pipe.denoiser(), cond), pipe.scheduler, noise, num_steps=4)
-    assert not torch.allclose(out[True], base, atol=1e-3)
+    assert not torch.allclose(out["rows"], base, atol=1e-3)
+
+
+def test_row_mixing_adds_no_indexing_or_host_tensors_to_the_unet_forward(sd_folder):
+    """What keeps a GPU busy: the mixed forward is the plain forward on 2b rows plus O(1) ops.
+
+    peft's ``adapter_names`` path builds index tensors from Python lists in every LoRA layer
+    (``lift_fresh``; a blocking host-to-device copy on CUDA) and gathers/scatters rows.
+    """
+    pipe = load(sd_folder)
+    perturb(pipe)
+    cond, x, t = pipe.encode(PROMPTS), pipe.initial_noise([3, 4]), torch.tensor(500)
+    den, n_lora = pipe.denoiser(), len(lora_layers(pipe.unet))
+    with torch.no_grad():
+        plain = op_census(lambda: den(torch.cat([x, x]), t, concat_cond(cond, cond)))
+        rows = op_census(lambda: base_and_finetuned(pipe.unet, den, x, t, cond))
+        peft = op_census(lambda: base_and_finetuned(pipe.unet, den, x, t, cond, mixing="peft"))
+    indexing = ("aten.lift_fresh", "aten.index.", "aten.index_put")
+    assert not any(op.startswith(indexing) for op in rows)
+    assert sum(rows.values()) - sum(plain.values()) <= 10  # one scale tensor, two slices
+    assert sum(v for op, v in peft.items() if op.startswith("aten.lift_fresh")) >= 2 * n_lora
 
 
 @pytest.mark.parametrize("recipe", ["sd14-pickscore", "sdxl-hpsv2"])
@@ -274,11 +297,12 @@ def test_sdxl_conditioning_cfg_and_aig_on_a_tiny_sdxl(tmp_path):
     perturb(pipe)
     noise = pipe.initial_noise([0, 1])
     out = {}
-    for batched in (True, False):
-        predict = aig_predictor(pipe.unet, pipe.denoiser(), cond, "power:2", 3, batched=batched)
+    for mixing in MIXING:
+        predict = aig_predictor(pipe.unet, pipe.denoiser(), cond, "power:2", 3, mixing=mixing)
         with torch.no_grad():
-            out[batched] = sample(predict, pipe.scheduler, noise, num_steps=3)
-    assert torch.allclose(out[True], out[False], atol=1e-5)
+            out[mixing] = sample(predict, pipe.scheduler, noise, num_steps=3)
+    assert torch.allclose(out["rows"], out["two-pass"], atol=1e-5)
+    assert torch.allclose(out["peft"], out["two-pass"], atol=1e-5)
     loss, _ = draft_loss(
         pipe.unet,
         pipe.denoiser(),

@@ -3,10 +3,20 @@
 AIG at sampler step ``i`` (``i = 0`` noisiest, see :mod:`baselines.core.schedules`):
 ``eps_hat_i = (1 - g_i) eps_base(x_i, c) + g_i eps_ft(x_i, c)`` with both predictions already
 CFG-combined; one ordinary sampler step follows. This is the score of the geometric mixture
-``p_base^(1 - g) p_ft^g``. Where ``0 < g_i < 1``, both predictions come from one batched
-forward with peft's mixed-adapter batches (rows ``[x; x]`` tagged ``__base__`` / adapter),
-falling back to two passes if the model's LoRA layers refuse ``adapter_names``. ``g_i = 0``
-and ``g_i = 1`` run one pass only, so they reproduce the base / finetuned sampler exactly.
+``p_base^(1 - g) p_ft^g``. ``g_i = 0`` and ``g_i = 1`` run one pass only, so they reproduce
+the base / finetuned sampler exactly. Where ``0 < g_i < 1`` both predictions come from one
+mixed-adapter forward on rows ``[x; x]`` (:data:`MIXING`):
+
+- ``rows`` (default): every LoRA layer computes ``W x + s_r * B A x`` with a per-row scale
+  ``s_r`` (0 on base rows, the adapter's scale on finetuned rows), made on the device once per
+  batch shape. No indexing and no host-to-device copies, so GPU kernels queue without stalls.
+- ``peft``: peft's ``adapter_names`` mixed batches. Each LoRA layer gathers and scatters the
+  rows with index tensors built from Python lists, which on CUDA is a blocking host-to-device
+  copy per index, three per layer per forward (kept for comparison; see ``benchmarks/``).
+- ``two-pass``: adapters disabled for one call, enabled for the other.
+
+``rows`` and ``peft`` fall back to two passes when the conditioning cannot be batched or a
+LoRA layer cannot mix (merged weights, LoRA variants such as DoRA).
 """
 
 from __future__ import annotations
@@ -23,21 +33,85 @@ from baselines.core.lora import active_adapter, adapters_disabled, lora_layers
 from baselines.core.sampling import Denoiser, Predictor, concat_cond
 from baselines.core.schedules import Schedule, parse_schedule
 
+MIXING = ("rows", "peft", "two-pass")
+"""How :func:`base_and_finetuned` gets both predictions (see the module docstring)."""
+
+
+class CannotMix(ValueError):
+    """Raised where a batch or a LoRA layer cannot be mixed; callers fall back to two passes."""
+
+
+def _tiles(n: int, period: int) -> int:
+    """How many copies of the mixed batch (``period`` rows) a layer's ``n`` rows hold."""
+    if n % period:
+        raise CannotMix(f"batch {n} is not a multiple of the mixed-adapter batch {period}")
+    return n // period
+
 
 def _names_hook(names: list[str], module: nn.Module, args: tuple, kwargs: dict) -> tuple:
-    n = len(args[0])
-    if n % len(names):
-        raise ValueError(f"batch {n} is not a multiple of the mixed-adapter batch {len(names)}")
-    kwargs["adapter_names"] = names * (n // len(names))
+    kwargs["adapter_names"] = names * _tiles(len(args[0]), len(names))
     return args, kwargs
+
+
+class _RowScales:
+    """Per-row LoRA scales ``s * [0]*b + [s]*b`` (tiled), one device tensor per shape."""
+
+    def __init__(self, b: int) -> None:
+        self.b = b
+        self.cache: dict[tuple, torch.Tensor] = {}
+
+    def __call__(self, x: torch.Tensor, s: float, dtype: torch.dtype) -> torch.Tensor:
+        n, key = x.shape[0], (x.shape[0], x.ndim, s, x.device, dtype)
+        if key not in self.cache:
+            _tiles(n, 2 * self.b)
+            finetuned = torch.arange(n, device=x.device) % (2 * self.b) >= self.b
+            self.cache[key] = (finetuned.to(dtype) * s).view(n, *[1] * (x.ndim - 1))
+        return self.cache[key]
+
+
+def _mixable_layers(model: nn.Module, adapter: str) -> list[nn.Module]:
+    """The LoRA layers, if each is a plain unmerged ``adapter`` layer (else :class:`CannotMix`)."""
+    layers = lora_layers(model)
+    for m in layers:
+        if m.merged or adapter in getattr(m, "lora_variant", {}) or adapter not in m.scaling:
+            raise CannotMix(f"LoRA layer {type(m).__name__} cannot mix (merged or a variant)")
+    return layers
+
+
+@contextmanager
+def row_scaled(model: nn.Module, b: int) -> Iterator[None]:
+    """Rows ``[x (b rows); x (b rows)]`` get base / finetuned LoRA layers (tiled over CFG).
+
+    Each LoRA layer computes ``W x + s_r * B A x`` with ``s_r = 0`` on base rows, so those are
+    exactly ``W x``; the adapter's own scale ``s`` (including any :func:`baselines.core.lora.lora_scale`) is kept.
+    """
+    adapter = active_adapter(model)
+    layers = _mixable_layers(model, adapter)
+    scales, saved = _RowScales(b), [m.scaling[adapter] for m in layers]
+
+    def hook(s: float, m: nn.Module, args: tuple, kwargs: dict) -> None:
+        m.scaling[adapter] = scales(args[0], s, m.lora_B[adapter].weight.dtype)
+
+    handles = [
+        m.register_forward_pre_hook(partial(hook, s), with_kwargs=True)
+        for m, s in zip(layers, saved, strict=True)
+    ]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for m, s in zip(layers, saved, strict=True):
+            m.scaling[adapter] = s
 
 
 @contextmanager
 def mixed_adapters(model: nn.Module, names: list[str]) -> Iterator[None]:
-    """Tag batch rows with adapter names in every LoRA layer (tiled over wrappers like CFG)."""
+    """Tag batch rows with peft adapter names in every LoRA layer (tiled over wrappers like CFG)."""
+    adapter = next(n for n in names if n != "__base__")
     handles = [
         m.register_forward_pre_hook(partial(_names_hook, names), with_kwargs=True)
-        for m in lora_layers(model)
+        for m in _mixable_layers(model, adapter)
     ]
     try:
         yield
@@ -53,19 +127,27 @@ def base_and_finetuned(
     t: torch.Tensor,
     cond: Any,
     *,
-    batched: bool = True,
+    mixing: str = "rows",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(eps_base, eps_ft)``: one mixed-adapter forward where possible, else two passes."""
-    if batched:
+    if mixing not in MIXING:
+        raise ValueError(f"unknown mixing {mixing!r}; choose one of {MIXING}")
+    if mixing != "two-pass":
         b = x.shape[0]
-        names = ["__base__"] * b + [active_adapter(model)] * b
         try:
-            cond2 = concat_cond(cond, cond)
-            with mixed_adapters(model, names):
+            try:
+                cond2 = concat_cond(cond, cond)
+            except TypeError as err:
+                raise CannotMix(str(err)) from err
+            if mixing == "rows":
+                mix = row_scaled(model, b)
+            else:
+                mix = mixed_adapters(model, ["__base__"] * b + [active_adapter(model)] * b)
+            with mix:
                 eps = denoiser(torch.cat([x, x]), t, cond2)
             return eps[:b], eps[b:]
-        except (TypeError, ValueError):
-            pass  # unbatchable cond or LoRA variant without mixed batches: two passes below
+        except CannotMix:
+            pass  # a batch or LoRA layer that cannot mix: two passes below
     with adapters_disabled(model):
         eps_base = denoiser(x, t, cond)
     return eps_base, denoiser(x, t, cond)
@@ -78,7 +160,7 @@ def aig_predictor(
     schedule: str | Schedule,
     num_steps: int,
     *,
-    batched: bool = True,
+    mixing: str = "rows",
 ) -> Predictor:
     """The AIG predictor for :func:`baselines.core.sampling.sample`."""
     g_of = parse_schedule(schedule)
@@ -90,7 +172,7 @@ def aig_predictor(
                 return denoiser(x, t, cond)
         if g == 1.0:
             return denoiser(x, t, cond)
-        eps_base, eps_ft = base_and_finetuned(model, denoiser, x, t, cond, batched=batched)
+        eps_base, eps_ft = base_and_finetuned(model, denoiser, x, t, cond, mixing=mixing)
         return (1.0 - g) * eps_base + g * eps_ft
 
     return predict
@@ -106,4 +188,12 @@ def base_predictor(model: nn.Module, denoiser: Denoiser, cond: Any) -> Predictor
     return predict
 
 
-__all__ = ["aig_predictor", "base_and_finetuned", "base_predictor", "mixed_adapters"]
+__all__ = [
+    "MIXING",
+    "CannotMix",
+    "aig_predictor",
+    "base_and_finetuned",
+    "base_predictor",
+    "mixed_adapters",
+    "row_scaled",
+]

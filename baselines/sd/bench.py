@@ -6,21 +6,25 @@ Used by ``benchmarks/baselines_speed.py`` (tiny pipeline, CPU) and ``benchmarks/
 the figures are the diffusion model's cost (a real reward model adds its own forward/backward).
 
 Measured: DRaFT-K optimizer steps per second and peak CUDA memory with and without gradient
-checkpointing; sampling time of the finetuned model, AIG with one mixed-adapter forward and
-AIG with two passes, as ratios to the finetuned model's plain sampling.
+checkpointing; sampling time of the finetuned model (at the batch and at twice the batch),
+and of AIG with each mixing of :data:`baselines.core.guidance.MIXING`, as ratios to the
+finetuned model's plain sampling; and the aten ops one sampler step runs.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from baselines.core.draft import DraftConfig, train_draft
-from baselines.core.guidance import aig_predictor
+from baselines.core.guidance import MIXING, aig_predictor, base_and_finetuned
 from baselines.core.lora import lora_parameters
 from baselines.core.sampling import make_scheduler, predictor, sample
 from baselines.sd.pipeline import SDPipeline
@@ -124,6 +128,28 @@ def _peak_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
+class _OpCensus(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        self.ops[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def op_census(fn: Callable[[], Any]) -> Counter[str]:
+    """How many times each aten op (``aten.mm.default``, ...) runs inside ``fn()``.
+
+    Device-independent evidence for launch-bound GPU work: every op is at least one kernel
+    launch, and ``aten.lift_fresh`` marks a tensor made from Python data (on CUDA, a blocking
+    host-to-device copy that stalls the queue).
+    """
+    with _OpCensus() as census:
+        fn()
+    return census.ops
+
+
 @dataclass(frozen=True)
 class DraftTiming:
     checkpointing: bool
@@ -168,33 +194,55 @@ def time_draft(
 
 def time_sampling(
     pipe: SDPipeline, *, batch: int, num_steps: int, repeats: int, schedule: str = "power:2"
-) -> dict[str, float]:
-    """Seconds per batch: finetuned sampling, AIG batched, AIG two passes; and their ratios."""
+) -> dict[str, Any]:
+    """Seconds per batch of finetuned sampling and of AIG with each mixing; ratios to plain.
+
+    ``plain_double`` samples ``2 x batch`` images: the compute of one mixed forward on
+    ``[x; x]``, so ``aig_rows`` near ``plain_double`` means mixing adds no overhead of its own.
+    ``ops`` counts the aten ops of one UNet step (plain, and each mixing).
+    """
     device = pipe.device
-    cond = random_cond(pipe, batch)
-    noise = torch.randn(batch, *pipe.latent_shape, generator=torch.Generator().manual_seed(1))
+    cond, cond2 = random_cond(pipe, batch), random_cond(pipe, 2 * batch)
+    noise = torch.randn(2 * batch, *pipe.latent_shape, generator=torch.Generator().manual_seed(1))
     noise = noise.to(device, pipe.dtype)
     den = pipe.denoiser()
     makers: dict[str, Callable[[], Any]] = {
         "plain": lambda: predictor(den, cond),
-        "aig_batched": lambda: aig_predictor(pipe.unet, den, cond, schedule, num_steps),
-        "aig_two_pass": lambda: aig_predictor(
-            pipe.unet, den, cond, schedule, num_steps, batched=False
-        ),
+        "plain_double": lambda: predictor(den, cond2),
+        **{
+            f"aig_{m.replace('-', '_')}": partial(
+                aig_predictor, pipe.unet, den, cond, schedule, num_steps, mixing=m
+            )
+            for m in MIXING
+        },
     }
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     with torch.no_grad():
         for name, make in makers.items():
-            sample(make(), pipe.scheduler, noise, num_steps=2)  # warm-up
+            x = noise if name == "plain_double" else noise[:batch]
+            sample(make(), pipe.scheduler, x, num_steps=2)  # warm-up
             _sync(device)
             start = time.perf_counter()
             for _ in range(repeats):
-                sample(make(), pipe.scheduler, noise, num_steps=num_steps)
+                sample(make(), pipe.scheduler, x, num_steps=num_steps)
             _sync(device)
             out[name] = (time.perf_counter() - start) / repeats
-    out["aig_batched_ratio"] = out["aig_batched"] / out["plain"]
-    out["aig_two_pass_ratio"] = out["aig_two_pass"] / out["plain"]
+        t, x = pipe.scheduler.timesteps[0], noise[:batch]
+        out["ops"] = {
+            "plain": _op_summary(lambda: den(x, t, cond)),
+            **{
+                m: _op_summary(partial(base_and_finetuned, pipe.unet, den, x, t, cond, mixing=m))
+                for m in MIXING
+            },
+        }
+    for name in list(makers)[1:]:
+        out[f"{name}_ratio"] = out[name] / out["plain"]
     return out
+
+
+def _op_summary(fn: Callable[[], Any]) -> dict[str, int]:
+    ops = op_census(fn)
+    return {"total": sum(ops.values()), "host_tensors": ops["aten.lift_fresh.default"]}
 
 
 def run_benchmark(
@@ -230,10 +278,18 @@ def run_benchmark(
         )
         figures[f"draft_{'ckpt' if ckpt else 'nockpt'}"] = t.__dict__
     s = time_sampling(pipe, batch=batch, num_steps=num_steps, repeats=repeats)
-    log(
-        f"  sampling {num_steps} steps: finetuned {s['plain']:.3f} s, AIG batched "
-        f"{s['aig_batched']:.3f} s ({s['aig_batched_ratio']:.2f}x), AIG two passes "
-        f"{s['aig_two_pass']:.3f} s ({s['aig_two_pass_ratio']:.2f}x)"
+    log(f"  sampling {num_steps} steps, finetuned: {s['plain']:.3f} s")
+    labels = {
+        "plain_double": f"finetuned, batch {2 * batch}",
+        "aig_rows": "AIG, one forward, row-scaled LoRA",
+        "aig_peft": "AIG, one forward, peft adapter_names",
+        "aig_two_pass": "AIG, two passes",
+    }
+    for key, label in labels.items():
+        log(f"    {label}: {s[key]:.3f} s ({s[key + '_ratio']:.2f}x)")
+    ops = ", ".join(
+        f"{k} {v['total']} ({v['host_tensors']} from host)" for k, v in s["ops"].items()
     )
+    log(f"  aten ops per step: {ops}")
     figures["sampling"] = s
     return figures
