@@ -14,14 +14,14 @@ Flow (the same for the Python API and ``rdbench evaluate``):
 5. intervals: means over prompts (rewards, per-prompt diversity) get a cluster-bootstrap
    interval with ``mean_resamples`` resamples (vectorised, milliseconds). Set metrics get one
    only with ``bootstrap > 0``: each resample recomputes the metric (FID at d = 2048 costs
-   about 1 s, several seconds when N < 2048 makes the covariance singular), so 200 resamples of FID + precision/recall/density/coverage on 5,000
-   images take minutes. Resampling is by prompt (all images of a drawn prompt), by image for
+   about 1 s, several seconds when N < 2048 makes the covariance singular), so 200 resamples
+   of FID + precision/recall/density/coverage on 5,000 images take minutes. Resampling is by prompt (all images of a drawn prompt), by image for
    a set without manifest; both sets share the draw when they hold the same prompts;
 6. paired differences (generated - reference) of rewards and per-prompt diversity over the
    images both sets share by ``(prompt_id, seed)``, with a paired bootstrap over prompts;
 7. a :class:`rdbench.results.Result` with provenance (versions, manifest hashes, extractors
-   and resize modes, counts; skipped files and paired differences are summarised in
-   ``notes``, which the schema has room for).
+   and resize modes, counts), the paired differences (``paired``) and every skipped file with
+   its reason (``skipped``).
 
 Convention: ``reference`` is the base model's (or real) images, the positional set the method
 under test. Without a reference only reference-free metrics run (Vendi, per-prompt diversity,
@@ -48,7 +48,6 @@ from rdbench.metrics.sets import MetricOptions, parse_metric_names
 from rdbench.results import MetricValue, Result
 
 _SLUG = re.compile(r"[^a-z0-9_.\-]+")
-_MAX_NOTE_ITEMS = 10
 
 
 @dataclass(frozen=True)
@@ -587,23 +586,20 @@ def _notes(ctx: _Context, extractors: list[Any]) -> str:
     lines = ["extractor ids: " + ", ".join(e.id for e in extractors)]
     if ctx.ref is None:
         lines.append("no reference set: only reference-free metrics were computed")
-    for what, skipped in (("generated", ctx.skipped), ("reference", ctx.ref_skipped)):
-        if skipped:
-            shown = "; ".join(f"{k!r}: {why}" for k, why in list(skipped.items())[:_MAX_NOTE_ITEMS])
-            more = len(skipped) - _MAX_NOTE_ITEMS
-            lines.append(
-                f"skipped {len(skipped)} {what} file(s): {shown}"
-                + (f"; and {more} more" if more > 0 else "")
-            )
-    if ctx.paired:
-        parts = [f"{k} {v.value:.6g}" for k, v in ctx.paired.items()]
-        lines.append("paired differences (generated - reference): " + ", ".join(parts))
     text = "\n".join(lines)
     return text if len(text) <= 2000 else text[:1996] + " ..."
 
 
 def _build_result(ctx: _Context, extractors: list[Any]) -> Result:
-    from rdbench.results import Extractor, Method, PerImage, Provenance, Setup
+    from rdbench.results import (
+        MAX_PER_IMAGE,
+        Extractor,
+        Method,
+        PerImage,
+        Provenance,
+        Setup,
+        SkippedFile,
+    )
 
     o = ctx.o
     if not ctx.metrics:
@@ -653,6 +649,13 @@ def _build_result(ctx: _Context, extractors: list[Any]) -> Result:
         metrics=ctx.metrics,
         per_category=ctx.per_category or None,
         per_image=per_image,
+        paired=ctx.paired or None,
+        skipped=[
+            SkippedFile(image_set=what, key=key, reason=why[:2000])
+            for what, table in (("generated", ctx.skipped), ("reference", ctx.ref_skipped))
+            for key, why in table.items()
+        ][:MAX_PER_IMAGE]
+        or None,
         manifest_sha256=ctx.gen.manifest_sha256,
         reference_manifest_sha256=ctx.ref.manifest_sha256 if ctx.ref is not None else None,
         provenance=Provenance.collect(submitter=o.submitter),

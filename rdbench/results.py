@@ -3,7 +3,11 @@
 A result carries what was evaluated (method and its regulariser strength, base model, reward
 model, prompt suite and split), how (counts, feature extractors and resize modes, image-set
 manifest hashes), every metric with its bootstrap interval, and provenance (versions, git
-commit, date, submitter, links). ``SCHEMA_VERSION`` names the format; loaders refuse others.
+commit, date, submitter, links), and what the evaluation could not use or compared on the side:
+``skipped`` files with the reason, ``paired`` differences (generated - reference over images
+sharing ``(prompt_id, seed)``). ``SCHEMA_VERSION`` names the format written; loaders read the
+versions in ``READABLE_VERSIONS`` (``rdbench.result/1`` lacks ``skipped`` and ``paired``) and
+refuse others.
 
 Metric keys: ``"<metric>/<source>"`` or ``"<metric>"``. ``<metric>`` is a name in ``METRICS``
 (its range and direction); ``<source>`` is the feature extractor the metric was computed on
@@ -32,7 +36,7 @@ import subprocess
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -48,7 +52,8 @@ from rdbench import __version__
 from rdbench.errors import RdbenchError
 from rdbench.registry import Registry
 
-SCHEMA_VERSION = "rdbench.result/1"
+SCHEMA_VERSION = "rdbench.result/2"
+READABLE_VERSIONS = ("rdbench.result/1", SCHEMA_VERSION)
 
 # String limits: names and identifiers <= 200 characters, free text <= 2000.
 MAX_NAME = 200
@@ -84,8 +89,13 @@ class MetricSpec:
     needs_source: str | None
     description: str
 
-    def contains(self, x: float) -> bool:
-        return self.low <= x <= self.high
+    def bounds(self, difference: bool = False) -> tuple[float, float]:
+        """``(low, high)``, or the range of a difference of two values (``difference``)."""
+        return (self.low - self.high, self.high - self.low) if difference else (self.low, self.high)
+
+    def contains(self, x: float, difference: bool = False) -> bool:
+        low, high = self.bounds(difference)
+        return low <= x <= high
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
@@ -152,13 +162,14 @@ class MetricValue(_Model):
             raise ValueError(f"interval low {self.low} is above high {self.high}")
         return self
 
-    def check_range(self, key: str, where: str = "metrics") -> None:
+    def check_range(self, key: str, where: str = "metrics", difference: bool = False) -> None:
+        """Values in the metric's range (``difference``: in the range of differences)."""
         spec = metric_spec(key)
         for what, x in (("value", self.value), ("low", self.low), ("high", self.high)):
-            if x is not None and not spec.contains(x):
+            if x is not None and not spec.contains(x, difference):
+                low, high = spec.bounds(difference)
                 raise ValueError(
-                    f"{where}: metric {key!r}: {what} {x} is outside its range "
-                    f"[{spec.low}, {spec.high}]"
+                    f"{where}: metric {key!r}: {what} {x} is outside its range [{low}, {high}]"
                 )
 
 
@@ -207,6 +218,14 @@ class PerImage(_Model):
     prompt_id: Name
     seed: int
     rewards: dict[Slug, float] = Field(max_length=MAX_ENTRIES)
+
+
+class SkippedFile(_Model):
+    """An image the evaluation could not use (undecodable, too small, ...) and why."""
+
+    image_set: Literal["generated", "reference"]
+    key: Name
+    reason: Text
 
 
 class Links(_Model):
@@ -293,7 +312,9 @@ def git_commit(where: Path | None = None) -> str | None:
 class Result(_Model):
     """One evaluated model: a point (or several metrics) on the reward-diversity plane."""
 
-    schema_version: str = Field(default=SCHEMA_VERSION, json_schema_extra={"const": SCHEMA_VERSION})
+    schema_version: str = Field(
+        default=SCHEMA_VERSION, json_schema_extra={"enum": list(READABLE_VERSIONS)}
+    )
     toy: bool = False
     method: Method
     setup: Setup
@@ -303,6 +324,12 @@ class Result(_Model):
         default=None, max_length=MAX_ENTRIES
     )
     per_image: list[PerImage] | None = Field(default=None, max_length=MAX_PER_IMAGE)
+    paired: dict[str, MetricValue] | None = Field(
+        default=None,
+        max_length=MAX_ENTRIES,
+        description="generated - reference over images sharing (prompt_id, seed); n = pairs",
+    )
+    skipped: list[SkippedFile] | None = Field(default=None, max_length=MAX_PER_IMAGE)
     manifest_sha256: Sha256
     reference_manifest_sha256: Sha256 | None = None
     provenance: Provenance
@@ -312,9 +339,10 @@ class Result(_Model):
     @field_validator("schema_version")
     @classmethod
     def _known_version(cls, v: str) -> str:
-        if v != SCHEMA_VERSION:
+        if v not in READABLE_VERSIONS:
             raise ValueError(
-                f"unknown schema version {v[:MAX_NAME]!r}; this rdbench reads {SCHEMA_VERSION!r}"
+                f"unknown schema version {v[:MAX_NAME]!r}; this rdbench reads "
+                + ", ".join(map(repr, READABLE_VERSIONS))
             )
         return v
 
@@ -323,12 +351,17 @@ class Result(_Model):
         extractor_ids = {e.id for e in self.extractors}
         if len(extractor_ids) != len(self.extractors):
             raise ValueError("extractor ids must be unique")
+        if self.schema_version != SCHEMA_VERSION and (self.paired or self.skipped):
+            raise ValueError(f"'paired' and 'skipped' need schema version {SCHEMA_VERSION!r}")
         tables = [("metrics", self.metrics)]
         tables += [(f"per_category[{c}]", t) for c, t in (self.per_category or {}).items()]
         for where, table in tables:
             for key, value in table.items():
                 _check_key(key, extractor_ids, where)
                 value.check_range(key, where)
+        for key, value in (self.paired or {}).items():
+            _check_key(key, extractor_ids, "paired")
+            value.check_range(key, "paired", difference=True)
         return self
 
     # --- convenience -------------------------------------------------------------------

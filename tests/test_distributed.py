@@ -265,7 +265,7 @@ def test_skip_bad_image_lists_it_once(study, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["setup"]["n_images"] == 14
-    assert "skipped 1 generated file(s)" in result["notes"] and bad in result["notes"]
+    assert [(f["image_set"], f["key"]) for f in result["skipped"]] == [("generated", bad)]
 
 
 def _rows_for(positions: np.ndarray) -> np.ndarray:

@@ -237,7 +237,9 @@ def test_rewards_mean_per_image_and_paired_difference(world, collapsed_run):
     diff = gen.scores - ref.scores  # same keys, same order: both sets are prompt/seed aligned
     paired = [line for line in collapsed_run.stdout.splitlines() if line.startswith("reward/")]
     assert paired[-1].split()[1] == format_value(float(diff.mean()))
-    assert f"reward/aesthetic {float(diff.mean()):.6g}" in result.notes
+    pv = result.paired["reward/aesthetic"]
+    assert pv.value == pytest.approx(float(diff.mean()), rel=1e-9) and pv.n == len(diff)
+    assert pv.low <= pv.value <= pv.high
 
 
 def test_recall_of_a_diverse_model_beats_the_collapsed_one(world, collapsed_run):
@@ -398,7 +400,8 @@ def test_on_error_skip_lists_the_corrupt_file(world, tmp_path, capsys):
     assert "skipped 1 generated file(s): 'p0001/2.png'" in err
     result = Result.from_dict(json.loads(out))
     assert result.setup.n_images == 23
-    assert "p0001/2.png" in result.notes
+    assert [(f.image_set, f.key) for f in result.skipped] == [("generated", "p0001/2.png")]
+    assert "not a readable image" in result.skipped[0].reason
     assert out_file.read_text() == out  # --json prints exactly what --out holds
 
 

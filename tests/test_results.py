@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from rdbench.errors import RdbenchError
 from rdbench.results import (
     METRICS,
+    READABLE_VERSIONS,
     SCHEMA_VERSION,
     Extractor,
     Method,
@@ -100,7 +101,8 @@ def test_committed_schema_matches_export(tmp_path):
     written = tmp_path / "schema.json"
     export_schema(written)
     schema = json.loads(written.read_text())
-    assert schema["properties"]["schema_version"]["const"] == SCHEMA_VERSION
+    assert schema["properties"]["schema_version"]["enum"] == list(READABLE_VERSIONS)
+    assert schema["$id"] == SCHEMA_VERSION == READABLE_VERSIONS[-1]
     assert "metrics" in schema["required"] and schema["additionalProperties"] is False
 
 
@@ -130,7 +132,11 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "value", "match"),
     [
-        ("schema_version", "rdbench.result/2", "unknown schema version"),
+        ("schema_version", "rdbench.result/3", "unknown schema version"),
+        ("paired", {"recall/raw": {"value": 1.5}}, r"paired: .*outside its range \[-1, 1\]"),
+        ("paired", {"fid/clip": {"value": 1.0}}, "feature extractor listed"),
+        ("skipped", [{"image_set": "mine", "key": "a.png", "reason": "x"}], "'generated'"),
+        ("skipped", [{"image_set": "generated", "key": "", "reason": "x"}], "at least 1"),
         ("metrics.recall/raw.value", 1.5, "outside its range"),
         ("metrics.fid/raw.value", -0.1, "outside its range"),
         ("metrics.fid/raw.low", -1.0, "outside its range"),
@@ -177,6 +183,24 @@ def test_error_message_does_not_echo_huge_input():
     with pytest.raises(RdbenchError) as info:
         Result.from_dict(mutate("notes", "<script>" * 100_000))
     assert len(str(info.value)) < 1000 and "<script>" not in str(info.value)
+
+
+def test_paired_and_skipped_round_trip_and_version_1_still_reads():
+    data = as_dict(make_result())
+    data["paired"] = {
+        "reward/toy-reward": {"value": -0.5, "low": -0.7, "high": -0.3, "n": 8},
+        "recall/raw": {"value": -1.0},  # a difference may be negative where values may not
+    }
+    data["skipped"] = [{"image_set": "reference", "key": "p1/0.png", "reason": "truncated"}]
+    r = Result.from_dict(data)
+    assert Result.from_dict(json.loads(r.to_json())) == r
+    assert r.paired["reward/toy-reward"].n == 8 and r.skipped[0].image_set == "reference"
+    # a version-1 file (no paired or skipped) still loads; with them it is refused
+    old = as_dict(make_result()) | {"schema_version": READABLE_VERSIONS[0]}
+    del old["paired"], old["skipped"]
+    assert Result.from_dict(old).schema_version == "rdbench.result/1"
+    with pytest.raises(RdbenchError, match="need schema version"):
+        Result.from_dict(data | {"schema_version": READABLE_VERSIONS[0]})
 
 
 def test_per_category_and_per_image_round_trip_and_checks():
