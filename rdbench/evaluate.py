@@ -12,11 +12,13 @@ Flow (the same for the Python API and ``rdbench evaluate``):
 4. rewards through :func:`rdbench.rewards.score_imageset` (mean over images, per category,
    per image);
 5. intervals: means over prompts (rewards, per-prompt diversity) get a cluster-bootstrap
-   interval with ``mean_resamples`` resamples (vectorised, milliseconds). Set metrics get one
-   only with ``bootstrap > 0``: each resample recomputes the metric (FID at d = 2048 costs
-   about 1 s, several seconds when N < 2048 makes the covariance singular), so 200 resamples
-   of FID + precision/recall/density/coverage on 5,000 images take minutes. Resampling is by prompt (all images of a drawn prompt), by image for
-   a set without manifest; both sets share the draw when they hold the same prompts;
+   interval with ``mean_resamples`` resamples (vectorised, milliseconds). Set metrics get a
+   half-sample (delete-half jackknife) interval only with ``bootstrap > 0``
+   (:func:`rdbench.metrics.bootstrap.half_sample_intervals`: no duplicated rows, which would
+   shrink k-NN radii); each resample recomputes the metrics on half the prompts (FID at
+   d = 2048 costs about 1 s), so 200 resamples of FID + precision/recall/density/coverage on
+   5,000 images take minutes. Halves are drawn by prompt (all images of a drawn prompt), by
+   image for a set without manifest; both sets share the draw when they hold the same prompts;
 6. paired differences (generated - reference) of rewards and per-prompt diversity over the
    images both sets share by ``(prompt_id, seed)``, with a paired bootstrap over prompts;
 7. a :class:`rdbench.results.Result` with provenance (versions, manifest hashes, extractors
@@ -218,19 +220,6 @@ def _slug_map(names: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _value(estimate: float, interval: Any | None, n: int) -> MetricValue:
-    if interval is None:
-        return MetricValue(value=float(estimate), n=n)
-    return MetricValue(
-        value=float(estimate),
-        low=float(interval.low),
-        high=float(interval.high),
-        confidence=float(interval.confidence),
-        n_resamples=int(interval.n_resamples),
-        n=n,
-    )
-
-
 def _n_groups(groups: Sequence[Any] | None, n_rows: int) -> int:
     return len(set(groups)) if groups is not None else n_rows
 
@@ -336,40 +325,30 @@ def _set_intervals(
     gen_groups: list[str] | None,
     metric_options: MetricOptions,
 ) -> dict[str, Any]:
-    """Bootstrap intervals of every set metric in ``names`` from one shared set of draws."""
-    from rdbench.metrics import bootstrap
+    """Half-sample intervals of every set metric in ``names`` from one shared set of draws."""
+    from rdbench.metrics.bootstrap import half_sample_intervals
     from rdbench.metrics.sets import compute_set_metrics
     from rdbench.metrics.vendi import vendi_score
 
-    records: list[dict[str, float]] = []
-
-    def all_metrics(*arrays: np.ndarray) -> float:
+    def all_metrics(*arrays: np.ndarray) -> dict[str, float]:
         if ref is None:
-            values = {"vendi": vendi_score(arrays[0])}
-        else:
-            values = compute_set_metrics(arrays[0], arrays[1], names, metric_options)
-        records.append(values)
-        return values[names[0]]
+            return {"vendi": vendi_score(arrays[0])}
+        return compute_set_metrics(arrays[0], arrays[1], names, metric_options)
 
     o = ctx.o
     settings = {"n_resamples": o.bootstrap, "confidence": o.confidence, "seed": o.seed}
-    if ref is None:
-        bootstrap.bootstrap_ci(all_metrics, gen, groups=gen_groups, **settings)
-    else:
-        shared = (
-            ref_groups is not None and gen_groups is not None and set(ref_groups) == set(gen_groups)
+    arrays, groups, shared = [gen], gen_groups, True
+    if ref is not None:
+        shared = ref_groups is not None and gen_groups is not None
+        shared = shared and set(ref_groups) == set(gen_groups)
+        arrays, groups = [ref, gen], [ref_groups, gen_groups] if ref_groups and gen_groups else None
+    try:
+        return half_sample_intervals(
+            all_metrics, *arrays, groups=groups, independent=not shared, **settings
         )
-        groups = [ref_groups, gen_groups] if ref_groups and gen_groups else None
-        bootstrap.bootstrap_ci(
-            all_metrics, ref, gen, groups=groups, independent=not shared, **settings
-        )
-    resampled = records[1:]  # records[0] is the full data
-    return {
-        name: bootstrap.percentile_interval(
-            records[0][name], np.array([r[name] for r in resampled]), o.bootstrap, o.confidence
-        )
-        for name in names
-    }
+    except RdbenchError as exc:  # too few prompts or images for half-samples: keep the values
+        ctx.say(f"intervals of {', '.join(names)} left out: {exc}")
+        return {}
 
 
 def _prompt_diversity(
@@ -395,16 +374,15 @@ def _prompt_diversity(
     fields = (("prompt_diversity", "distance"), ("prompt_vendi", "vendi"))
     for metric, attr in fields:
         values = getattr(scores, attr)
-        ctx.metrics[f"{metric}/{source}"] = _value(
-            values.mean(), ctx.mean_interval(values, None), n
-        )
+        key = f"{metric}/{source}"
+        ctx.metrics[key] = MetricValue.of(key, values.mean(), ctx.mean_interval(values, None), n)
     for category, part in by_category(scores, ctx.categories).items():
         for metric, attr in fields:
             values = getattr(part, attr)
+            key = f"{metric}/{source}"
+            interval = ctx.mean_interval(values, None)
             ctx.add_category(
-                category,
-                f"{metric}/{source}",
-                _value(values.mean(), ctx.mean_interval(values, None), len(part.prompt_ids)),
+                category, key, MetricValue.of(key, values.mean(), interval, len(part.prompt_ids))
             )
     if ref is None or ctx.ref is None or not ctx.ref.has_manifest:
         return
@@ -443,7 +421,8 @@ def _prompt_diversity(
                 confidence=ctx.o.confidence,
                 seed=ctx.o.seed,
             )
-        ctx.paired[f"{metric}/{source}"] = _value(diff.mean(), interval, len(diff))
+        key = f"{metric}/{source}"
+        ctx.paired[key] = MetricValue.of(key, diff.mean(), interval, len(diff), difference=True)
 
 
 def _run_extractor(ctx: _Context, name: str, per_prompt: bool) -> Any:
@@ -493,9 +472,8 @@ def _run_extractor(ctx: _Context, name: str, per_prompt: bool) -> Any:
             metric_options,
         )
     for metric in computed:
-        ctx.metrics[f"{metric}/{name}"] = _value(
-            values[metric], intervals.get(metric), len(gen.keys)
-        )
+        key = f"{metric}/{name}"
+        ctx.metrics[key] = MetricValue.of(key, values[metric], intervals.get(metric), len(gen.keys))
     if per_prompt and gen_ids is not None:
         _prompt_diversity(ctx, name, gen, ref, gen_ids)
     return extractor
@@ -516,9 +494,8 @@ def _category_means(
             by_cat.setdefault(category, []).append(row)
     for category, rows in sorted(by_cat.items()):
         sub, sub_ids = scores[rows], [ids[r] for r in rows]
-        ctx.add_category(
-            category, key, _value(sub.mean(), ctx.mean_interval(sub, sub_ids), n_of(rows))
-        )
+        interval = ctx.mean_interval(sub, sub_ids)
+        ctx.add_category(category, key, MetricValue.of(key, sub.mean(), interval, n_of(rows)))
 
 
 def _run_reward(ctx: _Context, name: str) -> None:
@@ -543,8 +520,8 @@ def _run_reward(ctx: _Context, name: str) -> None:
         raise RdbenchError(f"reward {name!r}: no image of {str(ctx.gen.root)!r} could be scored")
     key = f"reward/{slugify(name.replace(':', '-'))}"
     ids = ctx.prompt_ids(gen.keys)
-    ctx.metrics[key] = _value(
-        gen.scores.mean(), ctx.mean_interval(gen.scores, ids), len(gen.scores)
+    ctx.metrics[key] = MetricValue.of(
+        key, gen.scores.mean(), ctx.mean_interval(gen.scores, ids), len(gen.scores)
     )
     _category_means(ctx, key, gen.scores, ids, len)
     for item_key, score in zip(gen.keys, gen.scores.tolist(), strict=True):
@@ -576,7 +553,9 @@ def _run_reward(ctx: _Context, name: str) -> None:
             confidence=o.confidence,
             seed=o.seed,
         )
-    ctx.paired[key] = _value(float((a - b).mean()), interval, len(pairs))
+    ctx.paired[key] = MetricValue.of(
+        key, float((a - b).mean()), interval, len(pairs), difference=True
+    )
 
 
 # ------------------------------------------------------------------------------ result

@@ -143,8 +143,9 @@ class _Model(BaseModel):
 class MetricValue(_Model):
     """A point estimate with an optional bootstrap interval.
 
-    ``low``/``high`` are percentile-bootstrap bounds at ``confidence``; the point estimate is
-    computed on the full set and may fall outside them for biased metrics (FID, KID).
+    ``low``/``high`` are interval bounds at ``confidence`` (a percentile bootstrap for means,
+    a half-sample interval for set metrics, :mod:`rdbench.metrics.bootstrap`); the point
+    estimate is computed on the full set.
     """
 
     value: float
@@ -161,6 +162,31 @@ class MetricValue(_Model):
         if self.low is not None and self.high is not None and self.low > self.high:
             raise ValueError(f"interval low {self.low} is above high {self.high}")
         return self
+
+    @classmethod
+    def of(
+        cls,
+        key: str,
+        value: float,
+        interval: Any | None = None,
+        n: int | None = None,
+        difference: bool = False,
+    ) -> MetricValue:
+        """``value`` with an optional interval (``low``, ``high``, ``confidence``,
+        ``n_resamples``), clipped to the range of metric ``key`` (of a difference with
+        ``difference``): intervals that add a spread to the estimate, like half-sample
+        intervals, can reach past it, and the true value cannot."""
+        if interval is None:
+            return cls(value=float(value), n=n)
+        lo, hi = metric_spec(key).bounds(difference)
+        return cls(
+            value=float(value),
+            low=min(max(float(interval.low), lo), hi),
+            high=min(max(float(interval.high), lo), hi),
+            confidence=float(interval.confidence),
+            n_resamples=int(interval.n_resamples),
+            n=n,
+        )
 
     def check_range(self, key: str, where: str = "metrics", difference: bool = False) -> None:
         """Values in the metric's range (``difference``: in the range of differences)."""

@@ -304,6 +304,16 @@ def test_set_without_manifest_has_no_pairs_or_per_prompt(world, tmp_path):
     assert not any(k.startswith("prompt_") for k in ev.result.metrics)
     assert ev.result.per_category is None
     assert any("no pairs" in m for m in ev.messages)
+    # half-samples of 3 images are too few for precision (k = 3 needs 4): values stay, and
+    # the intervals are left out with the reason
+    six = make_plain_folder(tmp_path / "six", 6, size=(48, 48))
+    ev = _api(
+        world, six, world.div, extractors=("dinov2",), metrics=("precision", "recall"),
+        bootstrap=5,
+    )  # fmt: skip
+    precision = ev.result.metrics["precision/dinov2"]
+    assert 0 <= precision.value <= 1 and precision.low is None and precision.n_resamples is None
+    assert any("intervals of precision, recall left out" in m for m in ev.messages)
 
 
 def test_python_m_rdbench_reference_free(world, tmp_path):

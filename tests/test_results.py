@@ -185,6 +185,19 @@ def test_error_message_does_not_echo_huge_input():
     assert len(str(info.value)) < 1000 and "<script>" not in str(info.value)
 
 
+def test_metric_value_of_clips_intervals_to_the_metric_range():
+    from rdbench.metrics.bootstrap import Interval
+
+    iv = Interval(estimate=0.2, low=-0.3, high=1.4, n_resamples=50, confidence=0.9)
+    fid = MetricValue.of("fid/raw", 0.2, iv, n=10)
+    assert (fid.low, fid.high, fid.n_resamples, fid.confidence, fid.n) == (0.0, 1.4, 50, 0.9, 10)
+    recall = MetricValue.of("recall/raw", 0.2, iv)
+    assert (recall.low, recall.high) == (0.0, 1.0)
+    diff = MetricValue.of("recall/raw", 0.2, iv, difference=True)
+    assert (diff.low, diff.high) == (-0.3, 1.0)
+    assert MetricValue.of("fid/raw", 3.0) == MetricValue(value=3.0)
+
+
 def test_paired_and_skipped_round_trip_and_version_1_still_reads():
     data = as_dict(make_result())
     data["paired"] = {

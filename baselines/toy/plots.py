@@ -61,8 +61,8 @@ def frontier_plot(study: StudyOutput, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(
-        "Toy reward-diversity frontiers (95% percentile bootstrap intervals; k-NN "
-        "recall intervals are biased low by duplicate resamples)"
+        "Toy reward-diversity frontiers (95% intervals: bootstrap for rewards and modes, "
+        "half-sample for FID, SCD, Vendi, precision and recall)"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -9,8 +9,9 @@ Steps (all seeded; evaluation noise is shared by every method, so comparisons ar
 3. Frontiers on the same footing: KL lambda sweep (one adapter per lambda), LoRA scale alpha'
    and AIG schedules on the unregularised adapter of step 2, plus a DRaFT-LV adapter.
 4. Every point: mean reward, exact mode measures, and rdbench's FID, precision, recall, SCD
-   and Vendi on the raw 8-D samples against the base model's samples, with bootstrap
-   intervals; written as rdbench result files.
+   and Vendi on the raw 8-D samples against the base model's samples, with 95% intervals
+   (percentile bootstrap for the reward and mode measures, half-sample for the set metrics,
+   :func:`rdbench.metrics.bootstrap.half_sample_ci`); written as rdbench result files.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from baselines.toy.mixture import Mixture, coverage, hypercube, mode_entropy, mo
 from baselines.toy.model import ToyDenoiser, ToyModelConfig, cached_base, toy_scheduler
 from baselines.toy.reward import PeakReward
 from rdbench.frontier import frontier_area, is_pareto, reference_point
-from rdbench.metrics.bootstrap import bootstrap_ci, mean_ci
+from rdbench.metrics.bootstrap import bootstrap_ci, half_sample_ci, half_sample_intervals, mean_ci
 from rdbench.metrics.fid import fid_from_features
 from rdbench.metrics.manifold import precision_recall
 from rdbench.metrics.scd import spectral_covariance_distance
@@ -211,17 +212,6 @@ class Toy:
         return sample(predict, self.scheduler, x, num_steps=self.config.num_inference_steps)
 
 
-def _mv(interval: Any, n: int) -> MetricValue:
-    return MetricValue(
-        value=float(interval.estimate),
-        low=float(interval.low),
-        high=float(interval.high),
-        confidence=interval.confidence,
-        n_resamples=interval.n_resamples,
-        n=n,
-    )
-
-
 def evaluate(x: torch.Tensor, ref: torch.Tensor, toy: Toy) -> dict[str, MetricValue]:
     """All metrics of samples ``x`` against the base model's samples ``ref`` (paired rows)."""
     c, mix = toy.config, toy.mixture
@@ -236,25 +226,25 @@ def evaluate(x: torch.Tensor, ref: torch.Tensor, toy: Toy) -> dict[str, MetricVa
 
     boot = {"n_resamples": c.n_boot, "seed": c.seed}
     knn = {"n_resamples": c.n_boot_knn, "seed": c.seed}
-    out = {
-        "reward/toy-peak": _mv(mean_ci(toy.reward(x.float()).numpy(), **boot), n),
-        "mode_coverage": _mv(
-            bootstrap_ci(counts_stat(lambda k: coverage(k, w)), onehot, **boot), n
-        ),
-        "mode_entropy": _mv(bootstrap_ci(counts_stat(mode_entropy), onehot, **boot), n),
-        "kl_to_base": _mv(bootstrap_ci(counts_stat(lambda k: mode_kl(k, w)), onehot, **boot), n),
-        "fid/raw": _mv(bootstrap_ci(fid_from_features, xs, rs, **boot), n),
-        "scd/raw": _mv(bootstrap_ci(spectral_covariance_distance, xs, rs, **boot), n),
-        "vendi/raw": _mv(bootstrap_ci(lambda a: vendi_score(a), xs, **knn), n),
+    counts = {
+        "mode_coverage": lambda k: coverage(k, w),
+        "mode_entropy": mode_entropy,
+        "kl_to_base": lambda k: mode_kl(k, w),
     }
-    for i, key in enumerate(("precision/raw", "recall/raw")):
-        out[key] = _mv(
-            bootstrap_ci(
-                lambda a, b, i=i: precision_recall(b, a, progress=False)[i], xs, rs, **knn
-            ),
-            n,
-        )
-    return out
+    intervals = {
+        "reward/toy-peak": mean_ci(toy.reward(x.float()).numpy(), **boot),
+        **{key: bootstrap_ci(counts_stat(fn), onehot, **boot) for key, fn in counts.items()},
+        "fid/raw": half_sample_ci(fid_from_features, xs, rs, **boot),
+        "scd/raw": half_sample_ci(spectral_covariance_distance, xs, rs, **boot),
+        "vendi/raw": half_sample_ci(lambda a: vendi_score(a), xs, **knn),
+    }
+
+    def pr(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+        precision, recall = precision_recall(b, a, progress=False)
+        return {"precision/raw": precision, "recall/raw": recall}
+
+    intervals |= half_sample_intervals(pr, xs, rs, **knn)
+    return {key: MetricValue.of(key, iv.estimate, iv, n) for key, iv in intervals.items()}
 
 
 @contextmanager

@@ -100,9 +100,9 @@ def _print_report(evaluation: Any) -> None:
     type=click.IntRange(min=0),
     default=defaults.SET_BOOTSTRAP_RESAMPLES,
     show_default=True,
-    help="Bootstrap resamples (over prompts) for set-metric intervals; 0 = none. Each "
-    "resample recomputes the metrics (FID at d=2048: ~1 s, several s with fewer than 2048 "
-    "images), so 100-200 is a practical choice.",
+    help="Resamples for set-metric intervals; 0 = none. Each keeps half the prompts, drawn "
+    "without replacement (a delete-half jackknife: no duplicated images to shrink k-NN radii), "
+    "and recomputes the metrics (FID at d=2048: ~1 s), so 100-200 is a practical choice.",
 )
 @click.option(
     "--mean-resamples",
