@@ -36,7 +36,7 @@ import dataclasses
 import re
 import sys
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,6 +270,36 @@ class _Context:
             seed=self.o.seed,
         )
 
+    def shared_pairs(
+        self, gen_keys: Container[str], ref_keys: Container[str]
+    ) -> list[tuple[str, str, str]]:
+        """``(generated key, reference key, prompt id)`` of the pairs present in both."""
+        return [
+            (a.key, b.key, a.prompt_id or "")
+            for a, b in (self.pairing.pairs if self.pairing else [])
+            if a.key in gen_keys and b.key in ref_keys
+        ]
+
+    def add_paired(
+        self, key: str, a: np.ndarray, b: np.ndarray, groups: Sequence[str] | None
+    ) -> None:
+        """The mean of ``a - b`` with a paired bootstrap interval over ``groups``."""
+        from rdbench.metrics.bootstrap import paired_mean_diff
+
+        interval = None
+        if self.o.mean_resamples >= 2 and _n_groups(groups, len(a)) >= 2:
+            interval = paired_mean_diff(
+                a,
+                b,
+                groups,
+                groups,
+                n_resamples=self.o.mean_resamples,
+                confidence=self.o.confidence,
+                seed=self.o.seed,
+            )
+        diff = float((a - b).mean())
+        self.paired[key] = MetricValue.of(key, diff, interval, len(a), difference=True)
+
     def add_category(self, category: str, key: str, value: MetricValue) -> None:
         self.per_category.setdefault(self.category_slugs[category], {})[key] = value
 
@@ -355,7 +385,6 @@ def _prompt_diversity(
     ctx: _Context, source: str, gen: Any, ref: Any | None, gen_ids: list[str]
 ) -> None:
     """Per-prompt distance and Vendi of the generated set, by category, vs the reference."""
-    from rdbench.metrics.bootstrap import paired_mean_diff
     from rdbench.metrics.prompt_diversity import by_category, per_prompt_scores
 
     try:
@@ -397,11 +426,7 @@ def _prompt_diversity(
     # Paired: only images present in both sets (same prompt and seed), prompt by prompt.
     gen_rows = {k: i for i, k in enumerate(gen.keys)}
     ref_rows = {k: i for i, k in enumerate(ref.keys)}
-    pairs = [
-        (gen_rows[a.key], ref_rows[b.key], a.prompt_id or "")
-        for a, b in (ctx.pairing.pairs if ctx.pairing else [])
-        if a.key in gen_rows and b.key in ref_rows
-    ]
+    pairs = [(gen_rows[g], ref_rows[r], p) for g, r, p in ctx.shared_pairs(gen_rows, ref_rows)]
     if not pairs:
         return
     ids = [p for _, _, p in pairs]
@@ -410,19 +435,8 @@ def _prompt_diversity(
         b = per_prompt_scores(ref.array[[r for _, r, _ in pairs]], ids)
     except RdbenchError:
         return
-    for metric, attr in fields:
-        diff = getattr(a, attr) - getattr(b, attr)
-        interval = None
-        if ctx.o.mean_resamples >= 2 and len(diff) >= 2:
-            interval = paired_mean_diff(
-                getattr(a, attr),
-                getattr(b, attr),
-                n_resamples=ctx.o.mean_resamples,
-                confidence=ctx.o.confidence,
-                seed=ctx.o.seed,
-            )
-        key = f"{metric}/{source}"
-        ctx.paired[key] = MetricValue.of(key, diff.mean(), interval, len(diff), difference=True)
+    for metric, attr in fields:  # one value per prompt: the prompts are the groups
+        ctx.add_paired(f"{metric}/{source}", getattr(a, attr), getattr(b, attr), None)
 
 
 def _run_extractor(ctx: _Context, name: str, per_prompt: bool) -> Any:
@@ -500,7 +514,6 @@ def _category_means(
 
 def _run_reward(ctx: _Context, name: str) -> None:
     from rdbench.distributed import distributed_score
-    from rdbench.metrics.bootstrap import paired_mean_diff
     from rdbench.rewards import load
 
     o = ctx.o
@@ -533,29 +546,11 @@ def _run_reward(ctx: _Context, name: str) -> None:
     if len(ref.keys):
         ctx.reference_metrics[key] = float(ref.scores.mean())
     gen_scores, ref_scores = gen.as_dict(), ref.as_dict()
-    pairs = [
-        (gen_scores[a.key], ref_scores[b.key], a.prompt_id or "")
-        for a, b in (ctx.pairing.pairs if ctx.pairing else [])
-        if a.key in gen_scores and b.key in ref_scores
-    ]
-    if not pairs:
-        return
-    a, b = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-    groups = [p[2] for p in pairs]
-    interval = None
-    if o.mean_resamples >= 2 and len(set(groups)) >= 2:
-        interval = paired_mean_diff(
-            a,
-            b,
-            groups,
-            groups,
-            n_resamples=o.mean_resamples,
-            confidence=o.confidence,
-            seed=o.seed,
-        )
-    ctx.paired[key] = MetricValue.of(
-        key, float((a - b).mean()), interval, len(pairs), difference=True
-    )
+    pairs = ctx.shared_pairs(gen_scores, ref_scores)
+    if pairs:
+        a = np.array([gen_scores[g] for g, _, _ in pairs])
+        b = np.array([ref_scores[r] for _, r, _ in pairs])
+        ctx.add_paired(key, a, b, [p for _, _, p in pairs])
 
 
 # ------------------------------------------------------------------------------ result
