@@ -253,37 +253,72 @@ def _cross_sweep(
     bar: tqdm,
 ) -> dict[str, float]:
     """One pass over the N x M reference-generated distances, block by block."""
-    dev = x.center.device
-    gen_in_ref = torch.zeros(y.n, dtype=torch.bool, device=dev)  # precision
-    ref_in_gen = torch.zeros(x.n, dtype=torch.bool, device=dev)  # recall
-    ball_count = torch.zeros(y.n, dtype=torch.int64, device=dev)  # density
-    ref_covered = torch.zeros(x.n, dtype=torch.bool, device=dev)  # coverage
-    shared = r_dc is r_pr  # then precision is ball_count > 0: one reduction less per block
+    members = _Membership(x, y, r_pr, r_dc, k_dc)
     scratch = _scratch(x, y)
     for rows, a in x:
         for cols, b in y:
             d2 = _sq_dists(a, x.sq_norms[rows], b, y.sq_norms[cols], scratch)
+            inside_pr = in_gen = inside_dc = None
             if r_pr is not None:
                 inside_pr = d2 <= r_pr[rows, None]
-                if not shared:
-                    gen_in_ref[cols] |= inside_pr.any(dim=0)
-                ref_in_gen[rows] |= (d2 <= r_gen[None, cols]).any(dim=1)
+                in_gen = d2 <= r_gen[None, cols]
             if r_dc is not None:
-                inside = inside_pr if r_dc is r_pr else d2 <= r_dc[rows, None]
-                ball_count[cols] += inside.sum(dim=0)
-                ref_covered[rows] |= inside.any(dim=1)
+                inside_dc = inside_pr if members.shared else d2 <= r_dc[rows, None]
+            members.add(rows, cols, inside_pr, in_gen, inside_dc)
             bar.update(1)
-    return _summary(
-        r_pr is not None,
-        r_dc is not None,
-        shared,
-        gen_in_ref,
-        ref_in_gen,
-        ball_count,
-        ref_covered,
-        k_dc,
-        y.n,
-    )
+    return members.summary()
+
+
+class _Membership:
+    """The membership counts both sweeps (float64, float32) collect, block by block.
+
+    ``shared`` (the same k for both pairs of metrics): precision is ``ball_count > 0``, one
+    reduction less per block.
+    """
+
+    def __init__(
+        self,
+        x: _Blocks,
+        y: _Blocks,
+        r_pr: torch.Tensor | None,
+        r_dc: torch.Tensor | None,
+        k_dc: int | None,
+    ) -> None:
+        dev = x.center.device
+        self.with_pr, self.with_dc, self.shared = r_pr is not None, r_dc is not None, r_dc is r_pr
+        self.k_dc, self.m = k_dc, y.n
+        self.gen_in_ref = torch.zeros(y.n, dtype=torch.bool, device=dev)  # precision
+        self.ref_in_gen = torch.zeros(x.n, dtype=torch.bool, device=dev)  # recall
+        self.ball_count = torch.zeros(y.n, dtype=torch.int64, device=dev)  # density
+        self.ref_covered = torch.zeros(x.n, dtype=torch.bool, device=dev)  # coverage
+
+    def add(
+        self,
+        rows: slice,
+        cols: slice,
+        inside_pr: torch.Tensor | None,
+        in_gen: torch.Tensor | None,
+        inside_dc: torch.Tensor | None,
+    ) -> None:
+        """[i, j] blocks: y_j in B(x_i, r_pr), x_i in B(y_j, r_gen), y_j in B(x_i, r_dc)."""
+        if inside_pr is not None:
+            if not self.shared:
+                self.gen_in_ref[cols] |= inside_pr.any(dim=0)
+            self.ref_in_gen[rows] |= in_gen.any(dim=1)
+        if inside_dc is not None:
+            self.ball_count[cols] += inside_dc.sum(dim=0)
+            self.ref_covered[rows] |= inside_dc.any(dim=1)
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.with_pr:
+            inside = self.ball_count > 0 if self.shared else self.gen_in_ref
+            out["precision"] = inside.double().mean().item()
+            out["recall"] = self.ref_in_gen.double().mean().item()
+        if self.with_dc:
+            out["density"] = self.ball_count.sum().item() / (self.k_dc * self.m)
+            out["coverage"] = self.ref_covered.double().mean().item()
+        return out
 
 
 @dataclass(frozen=True)
@@ -387,11 +422,7 @@ def _cross_sweep32(
 ) -> dict[str, float]:
     """``_cross_sweep`` with float32 block products; same decisions as the float64 one."""
     dev = x.center.device
-    gen_in_ref = torch.zeros(y.n, dtype=torch.bool, device=dev)
-    ref_in_gen = torch.zeros(x.n, dtype=torch.bool, device=dev)
-    ball_count = torch.zeros(y.n, dtype=torch.int64, device=dev)
-    ref_covered = torch.zeros(x.n, dtype=torch.bool, device=dev)
-    shared = r_dc is r_pr
+    members = _Membership(x, y, r_pr, r_dc, k_dc)
     t_pr = _thresholds32(r_pr) if r_pr is not None else None
     t_dc = _thresholds32(r_dc) if r_dc is not None else None
     t_gen = _thresholds32(r_gen) if r_gen is not None else None
@@ -409,28 +440,15 @@ def _cross_sweep32(
             def row_test(t, t64, rows=rows, lo=lo, hi=hi, fix=fix):
                 return _inside_rows(lo, hi, t[0][rows], t[1][rows], t64[rows], fix)
 
+            inside_pr = in_gen = inside_dc = None
             if r_pr is not None:
                 inside_pr = row_test(t_pr, r_pr)
-                if not shared:
-                    gen_in_ref[cols] |= inside_pr.any(dim=0)
                 in_gen = _inside_cols(lo, hi, t_gen[0][cols], t_gen[1][cols], r_gen[cols], fix)
-                ref_in_gen[rows] |= in_gen.any(dim=1)
             if r_dc is not None:
-                inside = inside_pr if shared else row_test(t_dc, r_dc)
-                ball_count[cols] += inside.sum(dim=0)
-                ref_covered[rows] |= inside.any(dim=1)
+                inside_dc = inside_pr if members.shared else row_test(t_dc, r_dc)
+            members.add(rows, cols, inside_pr, in_gen, inside_dc)
             bar.update(1)
-    return _summary(
-        r_pr is not None,
-        r_dc is not None,
-        shared,
-        gen_in_ref,
-        ref_in_gen,
-        ball_count,
-        ref_covered,
-        k_dc,
-        y.n,
-    )
+    return members.summary()
 
 
 def _inside_rows(lo, hi, t_down, t_up, t64, fix):
@@ -649,25 +667,3 @@ def _progress(n: int, m: int, batch_size: int, with_gen: bool, progress: bool | 
     total = nb * (nb + 1) // 2 + nb * mb + (mb * (mb + 1) // 2 if with_gen else 0)
     disable = None if progress is None else not progress  # None: only on a terminal
     return tqdm(total=total, desc="k-NN manifold", unit="block", disable=disable, leave=False)
-
-
-def _summary(
-    with_pr: bool,
-    with_dc: bool,
-    shared: bool,
-    gen_in_ref: torch.Tensor,
-    ref_in_gen: torch.Tensor,
-    ball_count: torch.Tensor,
-    ref_covered: torch.Tensor,
-    k_dc: int | None,
-    m: int,
-) -> dict[str, float]:
-    """The four metrics from the membership counts both sweeps (float64, float32) collect."""
-    out: dict[str, float] = {}
-    if with_pr:
-        out["precision"] = (ball_count > 0 if shared else gen_in_ref).double().mean().item()
-        out["recall"] = ref_in_gen.double().mean().item()
-    if with_dc:
-        out["density"] = ball_count.sum().item() / (k_dc * m)
-        out["coverage"] = ref_covered.double().mean().item()
-    return out
