@@ -304,16 +304,51 @@ def test_set_without_manifest_has_no_pairs_or_per_prompt(world, tmp_path):
     assert not any(k.startswith("prompt_") for k in ev.result.metrics)
     assert ev.result.per_category is None
     assert any("no pairs" in m for m in ev.messages)
-    # half-samples of 3 images are too few for precision (k = 3 needs 4): values stay, and
-    # the intervals are left out with the reason
+    # half-samples of 3 images are too few for the k-NN metrics (density's k = 5 needs 6):
+    # their values stay and their intervals are left out with the reason; FID keeps its own
     six = make_plain_folder(tmp_path / "six", 6, size=(48, 48))
     ev = _api(
-        world, six, world.div, extractors=("dinov2",), metrics=("precision", "recall"),
+        world, six, world.div, extractors=("dinov2",), metrics=("fid", "precision"),
         bootstrap=5,
     )  # fmt: skip
     precision = ev.result.metrics["precision/dinov2"]
     assert 0 <= precision.value <= 1 and precision.low is None and precision.n_resamples is None
-    assert any("intervals of precision, recall left out" in m for m in ev.messages)
+    assert ev.result.metrics["fid/dinov2"].n_resamples == 5
+    assert any("interval of precision left out" in m for m in ev.messages)
+    assert any("5 resamples give set-metric intervals that cover less" in m for m in ev.messages)
+
+
+def test_half_samples_follow_the_prompts_of_each_set(world, tmp_path, monkeypatch):
+    """Same prompts: the same halves of both sets; otherwise independent halves, by prompt in
+    each set that has prompt ids, by image in a set without a manifest."""
+    from rdbench.metrics import bootstrap
+
+    calls = []
+    real = bootstrap.half_sample_intervals
+
+    def spy(fn, *arrays, groups=None, independent=False, **kw):
+        calls.append((groups, independent))
+        return real(fn, *arrays, groups=groups, independent=independent, **kw)
+
+    monkeypatch.setattr(bootstrap, "half_sample_intervals", spy)
+    fewer = make_image_set(tmp_path / "fewer", N_PROMPTS - 1, SEEDS, size=(48, 48))
+    plain = make_plain_folder(tmp_path / "plain", 12, size=(48, 48))
+    cases = [(world.div, world.col, False), (world.div, fewer, True), (plain, world.col, True)]
+    for reference, generated, independent in cases:
+        calls.clear()
+        ev = _api(
+            world, generated, reference, extractors=("dinov2",), metrics=("fid",), bootstrap=4
+        )
+        assert ev.result.metrics["fid/dinov2"].n_resamples == 4
+        ((groups, indep),) = calls
+        assert indep is independent
+        ref_ids, gen_ids = groups
+        setup = ev.result.setup
+        assert len(gen_ids) == setup.n_images and len(set(gen_ids)) == setup.n_prompts
+        if reference == plain:
+            assert ref_ids is None  # by image
+        else:
+            assert len(ref_ids) == setup.n_reference_images and len(set(ref_ids)) == N_PROMPTS
 
 
 def test_python_m_rdbench_reference_free(world, tmp_path):

@@ -164,6 +164,16 @@ def test_half_sample_interval_of_a_mean_has_the_normal_width(n):
     assert iv.high == pytest.approx(iv.estimate + half_width, abs=0.06 * half_width)
 
 
+def test_half_sample_scale_for_an_odd_number_of_groups():
+    """G = 3, r = 1: each half-sample is one value; deviations scale by sqrt(r / (G - r)).
+    With 3 equally likely values the 25% / 75% quantiles are the smallest / largest one."""
+    values = np.array([0.0, 1.0, 5.0])
+    iv = half_sample_ci(np.mean, values, n_resamples=6000, confidence=0.5, seed=2)
+    c = np.sqrt(1 / 2)
+    assert iv.low == pytest.approx(2.0 + c * (0.0 - 2.0), abs=0.05)
+    assert iv.high == pytest.approx(2.0 + c * (5.0 - 2.0), abs=0.05)
+
+
 def test_half_sample_intervals_cover_knn_and_fid_where_the_bootstrap_misses():
     """Duplicates from resampling with replacement shrink k-NN radii: the bootstrap interval of
     recall sits below the estimate and misses the truth. Half-samples have no duplicates; centred on the estimate,

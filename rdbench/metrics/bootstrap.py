@@ -42,7 +42,7 @@ _CHUNK_CELLS = 4_000_000  # resamples x groups drawn at once by the vectorised p
 
 @dataclass(frozen=True)
 class Interval:
-    """A point estimate with a percentile bootstrap interval."""
+    """A point estimate with an interval (percentile bootstrap, or half-sample)."""
 
     estimate: float
     low: float
@@ -102,17 +102,20 @@ def half_sample_intervals(
     n_resamples: int = defaults.BOOTSTRAP_RESAMPLES,
     confidence: float = defaults.CONFIDENCE,
     seed: int = defaults.SEED,
+    estimate: Mapping[str, float] | None = None,
 ) -> dict[str, Interval]:
     """Delete-half jackknife intervals (module docstring) of every value ``metric_fn`` returns.
 
     ``metric_fn(*arrays)`` returns a mapping ``name -> value`` (several metrics read off one
     resample); ``groups`` and ``independent`` as in :func:`bootstrap_ci`. Each resample keeps
     half of the groups of each array, drawn without replacement (the same half of every array
-    unless ``independent``).
+    unless ``independent``). ``estimate``: the full-data values when already computed.
     """
     n_resamples, confidence = _check_settings(n_resamples, confidence)
     arrs, grps = _prepare(arrays, groups, independent)
-    estimate = _call_many(metric_fn, arrs, "the full data", None)
+    if estimate is None:
+        estimate = _call_many(metric_fn, arrs, "the full data", None)
+    estimate = {name: _number(v, "the full data") for name, v in estimate.items()}
     rng = np.random.default_rng(seed)
     halves = [len(g) // 2 for g in grps]
 
@@ -371,9 +374,11 @@ def _call_many(
     except RdbenchError as exc:
         if halves is None:
             raise
-        sizes = ", ".join(str(len(a)) for a in arrs)
+        sizes = " and ".join(
+            f"{r} group(s), {len(a)} rows" for r, a in zip(halves, arrs, strict=True)
+        )
         raise RdbenchError(
-            f"a half-sample ({halves} groups, {sizes} rows) is too small for the metric: {exc}; "
+            f"a half-sample ({sizes}) is too small for the metric: {exc}; "
             "half-sample intervals need at least twice the metric's minimum"
         ) from None
     if not isinstance(values, Mapping) or not values:
