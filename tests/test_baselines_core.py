@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from baselines.core.draft import DraftConfig, draft_loss, train_draft
 from baselines.core.guidance import aig_predictor, base_and_finetuned, base_predictor
@@ -221,6 +222,40 @@ def test_row_mixing_runs_one_forward_restores_scales_and_respects_lora_scale():
     assert not torch.allclose(half[1], ft, atol=1e-4)
     with pytest.raises(ValueError, match="unknown mixing"):
         base_and_finetuned(model, model, x, t, None, mixing="fast")
+
+
+def test_row_mixing_falls_back_where_rows_would_not_be_exact():
+    """A bf16 LoRA cannot hold the scale 0.3 exactly (finetuned rows would differ from the
+    finetuned model by a bf16 step), and an Embedding LoRA has no per-row ``* scaling``: both
+    run two passes, which equal the two-pass path bit for bit."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(2, 16), nn.SiLU(), nn.Linear(16, 2))
+    add_lora(mlp, ["0", "2"], rank=4)
+    perturb(mlp)
+    mlp.to(torch.bfloat16)
+    embedding = ToyDenoiser(ToyModelConfig(dim=2, hidden=16, depth=1, time_dim=8))
+    add_lora(embedding, [*embedding.lora_targets, "prompt"], rank=4)
+    perturb(embedding)
+    x, t = noise(), torch.tensor(500)
+    cases = [
+        (mlp, lambda x, t, c: mlp(x), x.bfloat16(), 0.3, [8, 8]),
+        (mlp, lambda x, t, c: mlp(x), x.bfloat16(), 0.5, [16]),
+        (embedding, embedding, x, 1.0, [8, 8]),
+    ]
+    for model, denoiser, xs, scale, rows in cases:
+        calls: list[int] = []
+        handle = model.register_forward_pre_hook(lambda m, args, c=calls: c.append(len(args[0])))
+        with lora_scale(model, scale):
+            out = base_and_finetuned(model, denoiser, xs, t, None)
+            handle.remove()
+            two = base_and_finetuned(model, denoiser, xs, t, None, mixing="two-pass")
+        assert calls == rows, (scale, rows)
+        for a, b in zip(out, two, strict=True):
+            if rows == [8, 8]:
+                assert torch.equal(a, b)
+            else:  # one forward, exact scale: the same numbers up to bf16 rounding
+                torch.testing.assert_close(a, b)
+        assert {type(m.scaling["default"]) for m in lora_layers(model)} == {float}
 
 
 @pytest.mark.parametrize("mixing", ["rows", "peft"])

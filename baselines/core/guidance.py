@@ -9,14 +9,17 @@ mixed-adapter forward on rows ``[x; x]`` (:data:`MIXING`):
 
 - ``rows`` (default): every LoRA layer computes ``W x + s_r * B A x`` with a per-row scale
   ``s_r`` (0 on base rows, the adapter's scale on finetuned rows), made on the device once per
-  batch shape. No indexing and no host-to-device copies, so GPU kernels queue without stalls.
+  step for each batch shape and dtype. No indexing and no host-to-device copies, so GPU
+  kernels queue without stalls.
 - ``peft``: peft's ``adapter_names`` mixed batches. Each LoRA layer gathers and scatters the
   rows with index tensors built from Python lists, which on CUDA is a blocking host-to-device
   copy per index, three per layer per forward (kept for comparison; see ``benchmarks/``).
 - ``two-pass``: adapters disabled for one call, enabled for the other.
 
-``rows`` and ``peft`` fall back to two passes when the conditioning cannot be batched or a
-LoRA layer cannot mix (merged weights, LoRA variants such as DoRA).
+``rows`` and ``peft`` fall back to two passes when the conditioning cannot be batched, a LoRA
+layer cannot mix (merged weights, variants such as DoRA; for ``rows`` also LoRA types other
+than Linear and Conv, and a scale that a half-precision tensor cannot hold exactly), or a
+layer sees a batch that is not a multiple of ``2b``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from functools import partial
 from typing import Any
 
 import torch
+from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Linear
 from torch import nn
 
 from baselines.core.lora import active_adapter, adapters_disabled, lora_layers
@@ -35,6 +39,9 @@ from baselines.core.schedules import Schedule, parse_schedule
 
 MIXING = ("rows", "peft", "two-pass")
 """How :func:`base_and_finetuned` gets both predictions (see the module docstring)."""
+
+
+_ROW_KINDS = (Linear, Conv1d, Conv2d, Conv3d)  # peft LoRA layers computing ``... * scaling``
 
 
 class CannotMix(ValueError):
@@ -69,13 +76,23 @@ class _RowScales:
         return self.cache[key]
 
 
-def _mixable_layers(model: nn.Module, adapter: str) -> list[nn.Module]:
-    """The LoRA layers, if each is a plain unmerged ``adapter`` layer (else :class:`CannotMix`)."""
+def _mixable_layers(
+    model: nn.Module, adapter: str, kinds: tuple[type, ...] = (nn.Module,)
+) -> list[nn.Module]:
+    """The LoRA layers, if each is a plain unmerged ``adapter`` layer of one of ``kinds``."""
     layers = lora_layers(model)
     for m in layers:
         if m.merged or adapter in getattr(m, "lora_variant", {}) or adapter not in m.scaling:
             raise CannotMix(f"LoRA layer {type(m).__name__} cannot mix (merged or a variant)")
+        if not isinstance(m, kinds):
+            raise CannotMix(f"LoRA layer {type(m).__name__} cannot mix rows")
     return layers
+
+
+def _exact_in(s: float, dtype: torch.dtype) -> bool:
+    """Whether ``tensor * s`` equals ``tensor * torch.tensor(s, dtype=dtype)`` (opmath float32)."""
+    s32 = torch.tensor(s, dtype=torch.float32)
+    return dtype in (torch.float32, torch.float64) or bool(s32.to(dtype).float() == s32)
 
 
 @contextmanager
@@ -83,11 +100,16 @@ def row_scaled(model: nn.Module, b: int) -> Iterator[None]:
     """Rows ``[x (b rows); x (b rows)]`` get base / finetuned LoRA layers (tiled over CFG).
 
     Each LoRA layer computes ``W x + s_r * B A x`` with ``s_r = 0`` on base rows, so those are
-    exactly ``W x``; the adapter's own scale ``s`` (including any :func:`baselines.core.lora.lora_scale`) is kept.
+    exactly ``W x`` (while ``B A x`` is finite); the adapter's scale ``s`` on entry (including
+    an outer :func:`baselines.core.lora.lora_scale`) is kept, and scale changes made inside
+    the block are not seen.
     """
     adapter = active_adapter(model)
-    layers = _mixable_layers(model, adapter)
+    layers = _mixable_layers(model, adapter, _ROW_KINDS)
     scales, saved = _RowScales(b), [m.scaling[adapter] for m in layers]
+    for m, s in zip(layers, saved, strict=True):
+        if not _exact_in(s, m.lora_B[adapter].weight.dtype):
+            raise CannotMix(f"LoRA scale {s} is not exact in {m.lora_B[adapter].weight.dtype}")
 
     def hook(s: float, m: nn.Module, args: tuple, kwargs: dict) -> None:
         m.scaling[adapter] = scales(args[0], s, m.lora_B[adapter].weight.dtype)
