@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import torch
@@ -89,10 +89,13 @@ def _mixable_layers(
     return layers
 
 
+@cache
 def _exact_in(s: float, dtype: torch.dtype) -> bool:
     """Whether ``tensor * s`` equals ``tensor * torch.tensor(s, dtype=dtype)`` (opmath float32)."""
+    if dtype in (torch.float32, torch.float64):
+        return True
     s32 = torch.tensor(s, dtype=torch.float32)
-    return dtype in (torch.float32, torch.float64) or bool(s32.to(dtype).float() == s32)
+    return bool(s32.to(dtype).float() == s32)
 
 
 @contextmanager
