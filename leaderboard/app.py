@@ -104,7 +104,13 @@ def show(df, entries: list[board.Entry]) -> None:
     df = board.filter_rows(df, base_model=base)
     reward_model = choose("Reward model", by_count(df["reward_model"]), "reward_model")
     df = board.filter_rows(df, reward_model=reward_model)
+    split = choose("Split", by_count(df["split"]), "split", "test")
+    df = board.filter_rows(df, split=split)
     extractor = choose("Feature extractor", board.extractors(df), "extractor", EXTRACTOR)
+    if extractor is not None and f"resize/{extractor}" in df:
+        modes = by_count(df[f"resize/{extractor}"].dropna())
+        mode = choose("Resize mode (of that extractor)", modes, "resize_mode")
+        df = df[df[f"resize/{extractor}"].isna() | (df[f"resize/{extractor}"] == mode)]
     diversity = choose("Diversity axis", board.diversity_axes(df, extractor), "diversity")
     reward = choose("Reward axis", board.reward_axes(df), "reward", f"reward/{reward_model}")
     log_y = side.checkbox("Log scale for the diversity axis", key="log_y")
@@ -121,10 +127,14 @@ def show(df, entries: list[board.Entry]) -> None:
 
     st.subheader("Hypervolume ranking")
     st.caption(
-        "Area each method's points dominate, against the nadir of all points shown "
-        f"(pushed out by {board.REFERENCE_MARGIN:.0%} of the range); larger is better."
+        "Area each method's points dominate, against the nadir of the ringed Pareto set "
+        f"(pushed out by {board.REFERENCE_MARGIN:.0%} of its range); larger is better."
     )
-    st.dataframe(board.ranking(view), hide_index=True, key="ranking")
+    try:
+        st.dataframe(board.ranking(view), hide_index=True, key="ranking")
+    except RdbenchError as exc:
+        st.warning("No ranking for this view; the reason follows.")
+        st.code(str(exc)[:1000], language=None)
 
     st.subheader("Results")
     table = board.table(view)
@@ -134,9 +144,7 @@ def show(df, entries: list[board.Entry]) -> None:
     links = {c: st.column_config.LinkColumn(c) for c in ("paper", "code", "weights")}
     st.dataframe(table, hide_index=True, column_config=links, key="results")
     left, right = st.columns(2)
-    left.download_button(
-        "Download CSV", table.to_csv(index=False), "rdbench-results.csv", "text/csv"
-    )
+    left.download_button("Download CSV", board.csv_text(table), "rdbench-results.csv", "text/csv")
     right.download_button(
         "Download JSON",
         board.results_json(entries, set(table["hash"])),

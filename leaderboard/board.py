@@ -52,7 +52,7 @@ def series_label(result: Result) -> str:
 
 def to_rows(entries: Iterable[Entry]) -> pd.DataFrame:
     """One row per result: descriptive columns, then ``<key>``, ``<key> low``, ``<key> high``
-    for every metric key."""
+    and ``<key> confidence`` for every metric key, and ``resize/<extractor>`` (resize mode)."""
     rows = []
     for e in entries:
         r = e.result
@@ -67,6 +67,7 @@ def to_rows(entries: Iterable[Entry]) -> pd.DataFrame:
             "base_model": r.setup.base_model,
             "reward_model": r.setup.reward_model,
             "extractors": ", ".join(f"{x.id} ({x.resize_mode})" for x in r.extractors),
+            **{f"resize/{x.id}": x.resize_mode for x in r.extractors},
             "n_images": r.setup.n_images,
             "toy": r.toy,
             "uploaded": e.uploaded,
@@ -79,13 +80,15 @@ def to_rows(entries: Iterable[Entry]) -> pd.DataFrame:
         }
         for key, m in r.metrics.items():
             row |= {key: m.value, f"{key} low": m.low, f"{key} high": m.high}
+            row[f"{key} confidence"] = m.confidence
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def metric_keys(df: pd.DataFrame) -> list[str]:
     """Metric columns with at least one value in ``df``."""
-    keys = [c for c in df.columns if "/" in c and not c.endswith((" low", " high"))]
+    keys = [c for c in df.columns if "/" in c and not c.endswith((" low", " high", " confidence"))]
+    keys = [k for k in keys if not k.startswith("resize/")]
     return [k for k in keys if df[k].notna().any()]
 
 
@@ -164,14 +167,18 @@ def _errors(rows: pd.DataFrame, key: str) -> dict | None:
     return {"type": "data", "symmetric": False, "array": up.tolist(), "arrayminus": down.tolist()}
 
 
-def _hover(rows: pd.DataFrame) -> list[str]:
-    """Escaped hover lines: series, the hyperparameter (named by the regulariser), file."""
+def _hover(rows: pd.DataFrame, keys: tuple[str, str]) -> list[str]:
+    """Escaped hover lines: series, the hyperparameter (named by the regulariser), the
+    confidence of each axis' interval, file."""
     out = []
-    for series, reg, strength, source in zip(
-        rows["series"], rows["regularizer"], rows["strength"], rows["source"], strict=True
-    ):
-        value = "n/a" if pd.isna(strength) else f"{strength:g}"
-        parts = (str(series), f"{reg or 'strength'} = {value}", f"submission: {source}")
+    for (_, row), series in zip(rows.iterrows(), rows["series"], strict=True):
+        value = "n/a" if pd.isna(row["strength"]) else f"{row['strength']:g}"
+        parts = [str(series), f"{row['regularizer'] or 'strength'} = {value}"]
+        for key in keys:
+            confidence = row.get(f"{key} confidence")
+            if confidence is not None and not pd.isna(confidence):
+                parts.append(f"{key}: {confidence:.0%} interval")
+        parts.append(f"submission: {row['source']}")
         out.append("<br>".join(html.escape(p) for p in parts))
     return out
 
@@ -183,7 +190,7 @@ def _trace(rows: pd.DataFrame, view: View, name: str, **style: object) -> dict:
         "y": rows[view.y].tolist(),
         "mode": "lines+markers",
         "name": html.escape(name),
-        "text": _hover(rows),
+        "text": _hover(rows, (view.x, view.y)),
         **style,
     }
 
@@ -239,12 +246,16 @@ def _opt(x: object) -> float | None:
 
 
 def ranking(view: View) -> pd.DataFrame:
-    """Per series: its points' hypervolume against one shared reference point (the nadir of
-    all points in the view, pushed out by ``REFERENCE_MARGIN`` of the range), ranked."""
+    """Per series: its points' hypervolume against one shared reference point, ranked.
+
+    The reference is the nadir of the overall Pareto set of the view, pushed out by
+    ``REFERENCE_MARGIN`` of its range: a dominated point (anyone's upload) cannot move it
+    and so cannot reorder the ranking. Points beyond it add nothing."""
     columns = ["rank", "series", "points", "hypervolume"]
     if view.rows.empty:
         return pd.DataFrame(columns=columns)
-    ref = reference_point(view.points, view.maximize, margin=REFERENCE_MARGIN)
+    front = view.points[view.pareto()]
+    ref = reference_point(front, view.maximize, margin=REFERENCE_MARGIN)
     table = [
         {
             "series": series,
@@ -290,3 +301,17 @@ def store_fingerprint(store: Path) -> tuple[tuple[str, int, int], ...]:
         st = p.stat()
         out.append((str(p), st.st_mtime_ns, st.st_size))
     return tuple(out)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(table: pd.DataFrame) -> str:
+    """The table as CSV, with text cells that a spreadsheet would run as a formula (``=``,
+    ``+``, ``-``, ``@``, tab, CR first) prefixed by ``'`` (OWASP CSV injection)."""
+
+    def safe(v: object) -> object:
+        return "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+
+    text_cols = table.select_dtypes(include=["object", "string"]).columns
+    return table.assign(**{c: table[c].map(safe) for c in text_cols}).to_csv(index=False)

@@ -589,38 +589,54 @@ def _notes(ctx: _Context, extractors: list[Any]) -> str:
 
 
 def _build_result(ctx: _Context, extractors: list[Any]) -> Result:
+    """The result; per-image rewards are left out (with a message) where they would make it
+    larger than a result may be (``MAX_PER_IMAGE`` entries, ``MAX_BYTES`` of JSON)."""
+    from rdbench.results import MAX_PER_IMAGE, PerImage
+    from rdbench.submissions import MAX_BYTES
+
+    if not ctx.metrics:
+        raise RdbenchError(
+            "nothing to report: no metric could be computed (give --reference for set metrics, "
+            "a manifest with 2+ images per prompt for per-prompt diversity, or --reward)"
+        )
+    if not (ctx.per_image and ctx.gen.has_manifest):
+        return _assemble_result(ctx, extractors, None)
+    per_image = [
+        PerImage(
+            key=k,
+            prompt_id=ctx.gen_items[k].prompt_id or "-",
+            seed=ctx.gen_items[k].seed or 0,
+            rewards=r,
+        )
+        for k, r in ctx.per_image.items()
+    ]
+    if len(per_image) <= MAX_PER_IMAGE:
+        result = _assemble_result(ctx, extractors, per_image)
+        if len(result.to_json()) <= MAX_BYTES:
+            return result
+    ctx.say(
+        f"per-image rewards of {len(per_image)} images left out of the result: with them it "
+        f"would exceed what a result may hold ({MAX_PER_IMAGE} images, {MAX_BYTES} bytes)"
+    )
+    return _assemble_result(ctx, extractors, None)
+
+
+def _assemble_result(ctx: _Context, extractors: list[Any], per_image: list[Any] | None) -> Result:
     from rdbench.results import (
         MAX_PER_IMAGE,
         Extractor,
         Method,
-        PerImage,
         Provenance,
         Setup,
         SkippedFile,
     )
 
     o = ctx.o
-    if not ctx.metrics:
-        raise RdbenchError(
-            "nothing to report: no metric could be computed (give --reference for set metrics, "
-            "a manifest with 2+ images per prompt for per-prompt diversity, or --reward)"
-        )
     used = [item for item in ctx.gen.items if item.key not in ctx.skipped]
     n_ref = None
     if ctx.ref is not None:
         n_ref = sum(1 for item in ctx.ref.items if item.key not in ctx.ref_skipped)
     sha = {e.name: getattr(e, "weights_sha256", None) for e in extractors}
-    per_image = None
-    if ctx.per_image and ctx.gen.has_manifest:
-        per_image = [
-            PerImage(
-                key=k,
-                prompt_id=ctx.gen_items[k].prompt_id or "-",
-                seed=ctx.gen_items[k].seed or 0,
-                rewards=r,
-            )
-            for k, r in ctx.per_image.items()
-        ]
     return Result(
         method=Method(name=o.method, regularizer=o.regularizer, strength=o.strength),
         setup=Setup(

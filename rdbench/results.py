@@ -60,6 +60,7 @@ MAX_NAME = 200
 MAX_TEXT = 2000
 MAX_ENTRIES = 200  # metrics, categories, params, versions, extractors
 MAX_PER_IMAGE = 100_000
+MAX_ABS_VALUE = 1e12  # no metric comes near; keeps sums and areas on the board finite
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{0,63}$"
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
@@ -148,9 +149,9 @@ class MetricValue(_Model):
     estimate is computed on the full set.
     """
 
-    value: float
-    low: float | None = None
-    high: float | None = None
+    value: Annotated[float, Field(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]
+    low: Annotated[float, Field(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)] | None = None
+    high: Annotated[float, Field(ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)] | None = None
     confidence: float | None = Field(default=None, gt=0, lt=1)
     n_resamples: int | None = Field(default=None, ge=1)
     n: int | None = Field(default=None, ge=0, description="samples (or pairs) it was computed on")
@@ -431,7 +432,7 @@ class Result(_Model):
 def _check_key(key: str, extractor_ids: set[str], where: str) -> None:
     import re
 
-    if not re.match(_METRIC_KEY_PATTERN, key):
+    if not re.fullmatch(_METRIC_KEY_PATTERN, key):
         raise ValueError(
             f"{where}: metric key {key[:MAX_NAME]!r} must look like 'fid/inception', "
             "'reward/pickscore' or 'mode_coverage'"
@@ -461,11 +462,12 @@ def canonical_json(data: Any) -> str:
 
 
 def describe_errors(exc: ValidationError, limit: int = 5) -> str:
-    """A short, input-free description of pydantic errors (inputs may be huge or hostile)."""
+    """A short, input-free description of pydantic errors (inputs may be huge or hostile):
+    JSON keys in locations are ASCII-escaped, so no control character reaches a terminal."""
     parts = []
     for err in exc.errors(include_input=False, include_url=False)[:limit]:
-        loc = ".".join(str(p)[:64] for p in err["loc"]) or "(top level)"
-        parts.append(f"{loc}: {err['msg'][:300]}")
+        loc = ".".join(ascii(str(p)[:64])[1:-1] for p in err["loc"]) or "(top level)"
+        parts.append(f"{loc}: {ascii(err['msg'][:300])[1:-1]}")
     more = exc.error_count() - limit
     if more > 0:
         parts.append(f"... and {more} more")

@@ -10,9 +10,12 @@ form (``Result.to_json``). ``submit`` refuses, with an ``RdbenchError`` saying w
   metric's range, strings over their length limit, non-http(s) links, ...);
 - a result already in the store: the same canonical hash, or the same *identity* (toy flag,
   suite, split, base model, reward model, method name, regulariser, strength, params and
-  submitter) -- resubmitting a point means replacing its file in a pull request;
+  submitter) -- replacing a point means deleting its file and submitting the new result;
 - names that would leave the store (suite and method must be slugs; the resolved target is
   checked to lie inside the store).
+
+Checking a file that is already in the store compares it with the others only.
+:func:`check_store` checks a whole store (names carry their own hash, no point twice).
 """
 
 from __future__ import annotations
@@ -130,11 +133,18 @@ def identity(result: Result) -> str:
         "reward_model": s.reward_model,
         "method": m.name,
         "regularizer": m.regularizer,
-        "strength": m.strength,
-        "params": m.params,
+        "strength": None if m.strength is None else m.strength + 0.0,  # -0.0 is 0.0
+        "params": {k: _plain(v) for k, v in m.params.items()},
         "submitter": result.provenance.submitter,
     }
     return canonical_json(key)
+
+
+def _plain(v: Any) -> Any:
+    """A param value as the board compares it: 1, 1.0 and -0.0 + 1 are the same number."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return v
+    return float(v) + 0.0
 
 
 def target_path(result: Result, store: str | os.PathLike[str]) -> Path:
@@ -143,7 +153,7 @@ def target_path(result: Result, store: str | os.PathLike[str]) -> Path:
 
     suite, method = result.setup.prompt_suite, result.method.name
     for what, name in (("prompt suite", suite), ("method", method)):
-        if not re.match(SLUG_PATTERN, name):
+        if not re.fullmatch(SLUG_PATTERN, name):
             raise RdbenchError(f"{what} {name!r} is not a safe name (lowercase slug)")
     root = Path(store).resolve()
     target = (root / suite / f"{method}-{result.short_hash()}.json").resolve()
@@ -193,14 +203,16 @@ def submit(
     digest, ident = result.result_hash(), identity(result)
     existing, _ = load_store(store, max_bytes=max_bytes)
     for other_path, other in existing:
+        if other_path.resolve() == Path(path).resolve():
+            continue  # checking a file that is already in the store: not its own duplicate
         if other.result_hash() == digest:
             raise RdbenchError(f"this result is already in the store as {other_path}")
         if identity(other) == ident:
             raise RdbenchError(
                 f"{other_path} already holds this method, strength, setup and submitter; "
-                "to replace it, edit that file in your pull request"
+                "to replace it, delete that file and submit again"
             )
-    if target.exists():
+    if target.exists() and target != Path(path).resolve():
         raise RdbenchError(f"{target} already exists")
     if not check:
         from rdbench.hub import atomic_write_bytes
@@ -208,3 +220,24 @@ def submit(
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, result.to_json().encode("ascii"))
     return target
+
+
+def check_store(store: str | os.PathLike[str] = DEFAULT_STORE) -> list[str]:
+    """Problems in a store, each one line (none: an empty list): files that fail validation,
+    files not at ``<suite>/<method>-<hash12>.json`` of their own content (edited in place),
+    and two files for the same point (:func:`identity`)."""
+    root = Path(store).resolve()
+    results, rejected = load_store(root)
+    problems = [f"{x.path}: {x.reason}" for x in rejected]
+    seen: dict[str, Path] = {}
+    for path, result in results:
+        if path.resolve() != target_path(result, root):
+            problems.append(
+                f"{path}: should be {target_path(result, root).relative_to(root)} "
+                "(its name must carry its own hash; submit a changed result as a new file)"
+            )
+        ident = identity(result)
+        if ident in seen:
+            problems.append(f"{path}: the same point as {seen[ident]}")
+        seen.setdefault(ident, path)
+    return problems

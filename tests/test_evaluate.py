@@ -242,6 +242,27 @@ def test_rewards_mean_per_image_and_paired_difference(world, collapsed_run):
     assert pv.low <= pv.value <= pv.high
 
 
+def test_per_image_rewards_are_left_out_where_the_result_would_be_too_big(world, monkeypatch):
+    import rdbench.submissions
+
+    reward = {
+        "rewards": ("aesthetic",),
+        "weights": world.weights | {"aesthetic": str(world.mlp)},
+        "reward_options": {
+            "aesthetic": {"arch": TINY_ARCH, "clip_weights": str(world.reward_clip)}
+        },
+        "extractors": ("dinov2",),
+        "metrics": ("vendi",),
+    }
+    full = _api(world, world.div, **reward)
+    assert len(full.result.per_image) == N_PROMPTS * len(SEEDS)
+    monkeypatch.setattr(rdbench.submissions, "MAX_BYTES", len(full.result.to_json()) - 1)
+    small = _api(world, world.div, **reward)
+    assert small.result.per_image is None
+    assert small.result.metrics == full.result.metrics  # nothing else is lost
+    assert any("per-image rewards of 24 images left out" in m for m in small.messages)
+
+
 def test_recall_of_a_diverse_model_beats_the_collapsed_one(world, collapsed_run):
     collapsed = Result.load(collapsed_run.out).metrics["recall/dinov2"].value
     diverse = _api(

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_results import as_dict, make_result
 
@@ -54,6 +55,12 @@ def build_store(root: Path) -> Path:
     results.append(make_result(suite="suite-b", reward=7.0, fid=1.0))
     results.append(make_result(base_model="other-base", reward=5.0, fid=2.0))
     results.append(make_result(reward_model="other-reward", reward=3.0, fid=3.0))
+    # not comparable with the rest: another split, another resize mode of the extractor
+    train = as_dict(make_result(strength=0.7, reward=9.0, fid=0.5))
+    train["setup"]["split"] = "train"
+    legacy = as_dict(make_result(strength=0.3, reward=8.0, fid=0.6))
+    legacy["extractors"][0]["resize_mode"] = "legacy"
+    results += [Result.from_dict(train), Result.from_dict(legacy)]
     for k, r in enumerate(results):
         submit(r.save(root / f"in{k}.json"), store)
     return store
@@ -110,7 +117,8 @@ def test_ranking_is_frontier_area_against_shared_nadir(app):
     table = results_table(app)
     ranking = app.dataframe[0].value
     pts = table[["reward/toy-reward", "fid/raw"]].to_numpy(dtype=float)
-    ref = reference_point(pts, (True, False), margin=0.05)
+    front = pts[pareto_front(pts, (True, False))]
+    ref = reference_point(front, (True, False), margin=0.05)  # the Pareto set's nadir
     for _, row in ranking.iterrows():
         mine = table[table["series"] == row["series"]][["reward/toy-reward", "fid/raw"]]
         assert row["hypervolume"] == pytest.approx(frontier_area(mine, ref, (True, False)))
@@ -126,6 +134,8 @@ def test_ranking_is_frontier_area_against_shared_nadir(app):
         ("reward_model", "other-reward"),
         ("extractor", "vit"),
         ("diversity", "recall"),
+        ("split", "train"),
+        ("resize_mode", "legacy"),
     ],
 )
 def test_each_filter_changes_table_and_chart(app, key, value):
@@ -165,6 +175,34 @@ def test_sorting_and_downloads(app):
     assert results_table(app)["fid/raw"].is_monotonic_increasing
     labels = [b.label for b in app.get("download_button")]
     assert labels == ["Download CSV", "Download JSON"]
+
+
+def test_csv_download_defuses_spreadsheet_formulas():
+    from leaderboard.board import csv_text
+
+    table = pd.DataFrame(
+        {"submitter": ['=HYPERLINK("http://x")', "@sum", "alice", "-2+3"], "fid": [1.0, -2.0, 3, 4]}
+    )
+    lines = csv_text(table).splitlines()
+    assert lines[1].startswith("\"'=HYPERLINK(") and lines[2] == "'@sum,-2.0"
+    assert lines[3] == "alice,3.0" and lines[4] == "'-2+3,4.0"  # numbers stay numbers
+
+
+def test_a_dominated_point_cannot_reorder_the_ranking():
+    from leaderboard.board import Entry, ranking, select, to_rows
+
+    def rank(results: list[Result]) -> dict[str, float]:
+        rows = to_rows([Entry(f"r{i}", r) for i, r in enumerate(results)])
+        out = ranking(select(rows, "reward/toy-reward", "fid/raw"))
+        return dict(zip(out["series"], out["hypervolume"], strict=True))
+
+    alpha = [make_result(submitter="alpha", strength=s, reward=r, fid=f)
+             for s, r, f in ((0.1, 1.0, 1.0), (1.0, 2.0, 3.0))]  # fmt: skip
+    beta = [make_result(submitter="beta", strength=0.5, reward=1.9, fid=2.5)]
+    junk = make_result(submitter="mallory", reward=-100.0, fid=4.9)  # dominated by beta
+    before, after = rank(alpha + beta), rank([*alpha, *beta, junk])
+    assert after.pop("draft+kl (mallory)") == 0.0
+    assert after == pytest.approx(before)
 
 
 def test_rejected_store_files_are_listed(store, monkeypatch, tmp_path):

@@ -133,6 +133,9 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
     ("path", "value", "match"),
     [
         ("schema_version", "rdbench.result/3", "unknown schema version"),
+        ("metrics.fid/raw.value", 2e12, "less than or equal to 1000000000000"),
+        ("metrics.fid/raw.high", 1.7e308, "less than or equal to 1000000000000"),
+        ("metrics.reward/toy-reward\n", {"value": 1.0}, "must look like"),
         ("paired", {"recall/raw": {"value": 1.5}}, r"paired: .*outside its range \[-1, 1\]"),
         ("paired", {"fid/clip": {"value": 1.0}}, "feature extractor listed"),
         ("skipped", [{"image_set": "mine", "key": "a.png", "reason": "x"}], "'generated'"),
@@ -177,6 +180,12 @@ def test_non_finite_numbers_refused_from_python():
         MetricValue(value=float("nan"))
     with pytest.raises(ValidationError, match="finite"):
         Method(name="kl", strength=float("inf"))
+
+
+def test_error_messages_escape_control_characters_in_keys():
+    with pytest.raises(RdbenchError) as info:
+        Result.from_dict(mutate("\x1b]0;PWNED\x07", 1))
+    assert "\x1b" not in str(info.value) and "\\x1b]0;PWNED\\x07" in str(info.value)
 
 
 def test_error_message_does_not_echo_huge_input():

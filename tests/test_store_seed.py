@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from rdbench.submissions import load_store
+from rdbench.submissions import check_store, load_store
 
 STORE = Path(__file__).resolve().parents[1] / "leaderboard" / "submissions"
 
@@ -15,3 +15,4 @@ def test_committed_submissions_are_valid_canonical_toy_results():
         assert result.toy, f"{path.name}: only toy results are committed (no invented SD numbers)"
         assert path.read_text(encoding="utf-8") == result.to_json(), f"{path.name} not canonical"
         assert path.parent.name == result.setup.prompt_suite
+    assert check_store(STORE) == []  # named by their own hash, no point twice

@@ -14,6 +14,7 @@ from rdbench.errors import RdbenchError
 from rdbench.results import Result
 from rdbench.submissions import (
     MAX_DEPTH,
+    check_store,
     identity,
     load_store,
     submit,
@@ -60,6 +61,32 @@ def test_refuses_duplicate_hash_and_identity(tmp_path, store):
     submit(make_result(submitter="other").save(tmp_path / "e.json"), store)
     assert len(load_store(store)[0]) == 3
     assert identity(make_result()) != identity(make_result(strength=2.0))
+
+
+def test_identity_ignores_float_spelling(tmp_path, store):
+    submit(make_result(strength=0.0).save(tmp_path / "a.json"), store)
+    with pytest.raises(RdbenchError, match="already holds this method"):
+        submit(make_result(strength=-0.0, fid=3.0).save(tmp_path / "b.json"), store)
+    one, one_f = as_dict(make_result()), as_dict(make_result(fid=3.0))
+    one["method"]["params"], one_f["method"]["params"] = {"lr": 1}, {"lr": 1.0}
+    submit(write(tmp_path / "c.json", json.dumps(one)), store / "p")
+    with pytest.raises(RdbenchError, match="already holds this method"):
+        submit(write(tmp_path / "d.json", json.dumps(one_f)), store / "p")
+
+
+def test_check_of_a_stored_file_and_the_store_self_check(tmp_path, store):
+    first = submit(make_result().save(tmp_path / "a.json"), store)
+    second = submit(make_result(strength=1.0).save(tmp_path / "b.json"), store)
+    assert submit(first, store, check=True) == first  # not its own duplicate
+    assert check_store(store) == []
+    # an edited file no longer carries its own hash; a copy under a new name is a duplicate
+    edited = as_dict(make_result(strength=1.0, fid=4.0))
+    second.write_text(Result.from_dict(edited).to_json())
+    (store.resolve() / "toy-suite" / "draft-copy.json").write_text(first.read_text())
+    problems = check_store(store)
+    assert len(problems) == 3, problems
+    assert any(str(second) in p and "its own hash" in p for p in problems)
+    assert any("draft-copy.json" in p and "the same point as" in p for p in problems)
 
 
 def _edited(**changes) -> str:
