@@ -131,12 +131,13 @@ def test_shipped_recipes_carry_the_reference_settings(name):
     assert r.train.weight_decay == (5e-4 if xl else 5e-3)
     assert (r.train.lr, r.train.grad_clip, r.train.k) == (2.5e-4, 10.0, 1)
     assert r.train.prompts.suite == "pickapic" and r.eval.prompts.suite == "partiprompts"
-    assert r.sweep.kl_lambda == [0, 0.1, 0.5, 1, 2, 5, 10]
+    # REFERENCE section 1: lambda in {0, 0.1, 0.5, 1, 2, 5, 10, 20, 50}
+    assert r.sweep.kl_lambda == [0, 0.1, 0.5, 1, 2, 5, 10, 20, 50]
     assert r.sweep.lora_scale == pytest.approx([i / 10 for i in range(1, 10)])
     assert {f"power:{p}" for p in (1, 2, 3, 4)} <= set(r.sweep.aig)
     assert any(s.startswith("step:") for s in r.sweep.aig)
-    # 7 trainings (lambda 0 included); 1 + 7 + 9 + 7 image sets
-    assert len(r.kl_lambdas()) == 7 and len(jobs(r)) == 24
+    # 9 trainings (lambda 0 included); 1 + 9 + 9 + 7 image sets
+    assert len(r.kl_lambdas()) == 9 and len(jobs(r)) == 26
 
 
 def test_recipe_errors_name_the_key(tmp_path, recipe_file):
