@@ -26,7 +26,14 @@ from tqdm import tqdm
 
 from baselines.core.lora import lora_parameters
 from baselines.core.regularizers import KLPredictor
-from baselines.core.sampling import Denoiser, checkpointed, denoise_step, renoise_last, sample
+from baselines.core.sampling import (
+    Denoiser,
+    checkpointed,
+    denoise_step,
+    randn,
+    renoise_last,
+    sample,
+)
 from rdbench.errors import RdbenchError
 
 Reward = Callable[[torch.Tensor, Any], torch.Tensor]
@@ -93,9 +100,7 @@ def draft_loss(
         )
         rewards = []
         for _ in range(config.lv):
-            fresh = torch.randn(
-                noise.shape, generator=generator, dtype=noise.dtype, device=noise.device
-            )
+            fresh = randn(tuple(noise.shape), generator, like=noise)
             x_last = renoise_last(scheduler, x0, fresh)
             rewards.append(reward(denoise_step(scheduler, predict, x_last, steps - 1), cond))
         r = torch.stack(rewards).mean(0)

@@ -106,6 +106,18 @@ def denoise_step(
     return scheduler.step(eps, t, x).prev_sample
 
 
+def randn(
+    shape: tuple[int, ...], generator: torch.Generator | None, *, like: torch.Tensor
+) -> torch.Tensor:
+    """Standard normal draws of ``shape`` with ``like``'s dtype and device.
+
+    Drawn on the generator's device (torch refuses a CPU generator for CUDA draws), then moved,
+    so a CPU training generator gives the same numbers on any accelerator.
+    """
+    where = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=where).to(like.device)
+
+
 def sample(
     predict: Predictor,
     scheduler: Any,
@@ -130,9 +142,7 @@ def sample(
         )
     scheduler.set_timesteps(num_steps, device=noise.device)
     if eta > 0 and step_noise is None and isinstance(scheduler, DDIMScheduler):
-        step_noise = torch.randn(
-            (num_steps, *noise.shape), generator=generator, dtype=noise.dtype, device=noise.device
-        )
+        step_noise = randn((num_steps, *noise.shape), generator, like=noise)
     x = noise * scheduler.init_noise_sigma
     first_grad = num_steps - grad_steps
     for i in range(num_steps):
