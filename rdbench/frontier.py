@@ -102,7 +102,9 @@ def reference_point(
     points: Any, maximize: Directions = (True, True), *, margin: float = 0.0
 ) -> np.ndarray:
     """The nadir (worst value on each axis) of ``points``, pushed ``margin`` x range further
-    out, so that with ``margin > 0`` even the extreme points enclose some area."""
+    out, so that with ``margin > 0`` even the extreme points enclose some area. An axis on
+    which all points agree (a saturated recall, one point) uses ``max(|value|, 1)`` as its
+    range."""
     if not (margin >= 0 and np.isfinite(margin)):
         raise RdbenchError(f"margin must be a finite number >= 0, got {margin!r}")
     signs = _signs(maximize)
@@ -110,7 +112,8 @@ def reference_point(
     if len(pts) == 0:
         raise RdbenchError("a reference point needs at least one point")
     low, high = pts.min(axis=0), pts.max(axis=0)
-    return (low - margin * (high - low)) * signs
+    span = np.where(high > low, high - low, np.maximum(np.abs(low), 1.0))
+    return (low - margin * span) * signs
 
 
 def frontier_area(points: Any, reference: Any, maximize: Directions = (True, True)) -> float:

@@ -122,3 +122,14 @@ def test_empty_and_bad_input():
         pareto_front(STAIRS, (1, 0))
     with pytest.raises(RdbenchError, match="reference"):
         hypervolume_2d(STAIRS, [0, 0, 0])
+
+
+def test_reference_point_on_an_axis_where_all_points_agree():
+    """Recall saturated at 1.0 everywhere: the margin uses max(|value|, 1), so the dominating
+    point still encloses area and the ranking is not a tie at 0."""
+    pts = np.array([[1.0, 1.0], [3.0, 1.0], [2.0, 1.0]])
+    ref = reference_point(pts, margin=0.05)
+    assert ref == pytest.approx([0.9, 0.95])
+    areas = [hypervolume_2d(p[None], ref) for p in pts]
+    assert areas[1] > areas[2] > areas[0] > 0
+    assert reference_point(np.array([[-5.0, 2.0]]), margin=0.1) == pytest.approx([-5.5, 1.8])

@@ -205,3 +205,23 @@ _INF[0, 0] = -np.inf
 def test_bad_input_raises_rdbench_error(call, match):
     with pytest.raises(RdbenchError, match=match):
         call()
+
+
+@pytest.mark.parametrize("scale", [1e-120, 1e-90, 1e80, 1e150])
+def test_extreme_feature_scales_are_rescaled(scale):
+    """FID(c x, c y) = c^2 FID(x, y): products of huge or tiny features neither overflow nor
+    underflow (1e-90 was off by 17x, 1e80 raised from the eigen-solver)."""
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(300, 16)), rng.normal(size=(300, 16)) + 0.3
+    expected = fid_from_features(a, b)
+    assert fid_from_features(a * scale, b * scale) / scale**2 == pytest.approx(expected, rel=1e-9)
+    mu1, mu2 = a.mean(0) * scale, b.mean(0) * scale
+    s1, s2 = np.cov(a.T) * scale**2, np.cov(b.T) * scale**2
+    if np.all(np.isfinite(s1)) and np.all(s1[np.diag_indices(16)] > 0):
+        assert frechet_distance(mu1, s1, mu2, s2) / scale**2 == pytest.approx(expected, rel=1e-9)
+
+
+def test_complex_input_is_refused():
+    x = np.ones((4, 2), dtype=complex)
+    with pytest.raises(RdbenchError, match="complex"):
+        fid_from_features(x, x)

@@ -157,3 +157,9 @@ def test_bad_input_raises_rdbench_error(fn, a, b, kwargs, match):
 def test_bad_kid_options_raise_rdbench_error(kwargs, match):
     with pytest.raises(RdbenchError, match=match):
         kernel_inception_distance(_X, _Y, **{"subsets": 2, "subset_size": 5, **kwargs})
+
+
+def test_seed_beyond_numpy_range_is_a_clear_error():
+    x = np.random.default_rng(0).normal(size=(10, 3))
+    with pytest.raises(RdbenchError, match="below 2\\*\\*32"):
+        kernel_inception_distance(x, x, subsets=2, subset_size=5, seed=2**32)

@@ -137,3 +137,10 @@ def test_torch_input_matches_numpy():
 def test_bad_input_raises_rdbench_error(call, match):
     with pytest.raises(RdbenchError, match=match):
         call()
+
+
+@pytest.mark.parametrize("count", [np.nan, "abc", np.array([1, 2]), 2.7, -1])
+def test_bad_saved_counts_are_refused(count):
+    arrays = {"count": count, "mean": np.zeros(2), "m2": np.eye(2)}
+    with pytest.raises(RdbenchError, match="count must be"):
+        FeatureStats.from_arrays(arrays)

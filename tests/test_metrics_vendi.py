@@ -134,3 +134,18 @@ def test_bad_order(q):
 
 def test_single_sample_is_one():
     assert vendi_score(np.array([[0.2, 0.1]])) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("q", [500.0, 1e4])
+def test_large_orders_do_not_underflow(q):
+    """sum p^q underflowed to 0 for q >= ~500 (inf returned); the score tends to 1 / max p."""
+    x = np.random.default_rng(5).normal(size=(100, 16))
+    value = vendi_score(x, q)
+    assert np.isfinite(value)
+    assert vendi_score(x, float("inf")) <= value <= vendi_score(x, 200.0)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_row_norms_at_extreme_scales(scale):
+    x = np.random.default_rng(6).normal(size=(20, 4))
+    assert vendi_score(x * scale) == pytest.approx(vendi_score(x), rel=1e-12)

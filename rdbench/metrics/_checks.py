@@ -13,6 +13,8 @@ def as_float64(x: Any, name: str) -> np.ndarray:
     """Convert a numpy array, torch tensor or nested list to a float64 numpy array."""
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
         x = x.detach().cpu().numpy()
+    if np.iscomplexobj(x):
+        raise RdbenchError(f"{name}: complex values; features and statistics must be real")
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -28,6 +28,7 @@ from rdbench.metrics.stats import FeatureStats, mean_and_covariance
 
 # Eigenvalues of a covariance below -NEG_TOL * its largest one mean "not PSD", not round-off.
 NEG_TOL = 1e-6
+_HUGE = 1e100  # covariance entries beyond [1e-100, 1e100] are rescaled first
 
 
 def _drop_roundoff(eig: np.ndarray) -> np.ndarray:
@@ -73,7 +74,10 @@ def trace_sqrt_product(sigma1: Any, sigma2: Any) -> float:
     try:
         low = sla.cholesky(s1, lower=True, check_finite=False)
     except sla.LinAlgError:
-        root = _psd_sqrt(s1, "sigma1")
+        try:
+            root = _psd_sqrt(s1, "sigma1")
+        except sla.LinAlgError as exc:  # eigh did not converge (inf/huge entries)
+            raise RdbenchError(f"sigma1: the eigen-solver failed ({exc})") from None
         eig = sla.eigvalsh(root @ s2 @ root, check_finite=False)
         check_psd_eigenvalues(eig, "sigma2")  # R S2 R has S2's inertia on the range of S1
         return float(np.sum(np.sqrt(_drop_roundoff(eig))))
@@ -96,6 +100,12 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     check_same_dim(m1, m2, "mu1", "mu2")
     s1 = as_covariance(sigma1, "sigma1", dim=m1.size)
     s2 = as_covariance(sigma2, "sigma2", dim=m1.size)
+    # FID scales as c for covariances scaled by c (means by sqrt(c)): keep entries in a range
+    # where products neither overflow nor underflow.
+    c = max(float(np.max(np.abs(s1), initial=0.0)), float(np.max(np.abs(s2), initial=0.0)))
+    if c > _HUGE or 0.0 < c < 1.0 / _HUGE:
+        root_c = np.sqrt(c)
+        return c * frechet_distance(m1 / root_c, s1 / c, m2 / root_c, s2 / c)
     diff = m1 - m2
     value = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt_product(s1, s2))
     return max(value, 0.0)
@@ -114,6 +124,9 @@ def fid_from_features(a: Any, b: Any) -> float:
     x = as_features(a, "a")
     y = as_features(b, "b")
     check_same_dim(x, y, "a", "b")
+    c = max(float(np.max(np.abs(x))), float(np.max(np.abs(y))))
+    if c > np.sqrt(_HUGE) or 0.0 < c < 1.0 / np.sqrt(_HUGE):  # FID(x / c, y / c) = FID / c^2
+        return c * c * fid_from_features(x / c, y / c)
     n1, n2, d = len(x), len(y), x.shape[1]
     if min(n1, n2) >= d:
         mu1, s1 = mean_and_covariance(x)

@@ -93,6 +93,8 @@ def kernel_inception_distance(
     subset_size = check_positive_int(subset_size, "subset_size", minimum=2)
     degree = check_positive_int(degree, "degree")
     seed = check_positive_int(seed, "seed", minimum=0)
+    if seed >= 2**32:
+        raise RdbenchError(f"seed must be below 2**32 (numpy's RandomState), got {seed}")
     gamma, coef0 = _kernel_params(gamma, coef0, x.shape[1])
     n_ref, n_gen = x.shape[0], y.shape[0]
     if subset_size > min(n_ref, n_gen):

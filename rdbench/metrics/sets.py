@@ -109,6 +109,10 @@ def compute_set_metrics(
     ref = as_features(reference, "reference features")
     gen = as_features(generated, "generated features")
     check_same_dim(ref, gen, "reference features", "generated features")
+    if "vendi" in names:  # refuse zero rows before the expensive metrics run
+        from rdbench.metrics.vendi import check_nonzero_rows
+
+        check_nonzero_rows(gen, "generated features")
     out: dict[str, float] = {}
     for name in names:
         if name not in out:

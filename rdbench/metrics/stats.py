@@ -129,7 +129,7 @@ class FeatureStats:
             raise RdbenchError(f"FeatureStats arrays: missing key(s) {sorted(missing)}")
         mean = as_float64(arrays["mean"], "mean")
         m2 = as_float64(arrays["m2"], "m2")
-        return cls._from_state(int(np.asarray(arrays["count"])), mean, m2)
+        return cls._from_state(_count(arrays["count"]), mean, m2)
 
     def to_sums(self) -> tuple[int, np.ndarray, np.ndarray]:
         """Raw float64 sums ``(n, sum_x, sum_xxT)`` for a sum all-reduce across processes.
@@ -146,7 +146,7 @@ class FeatureStats:
         """Inverse of ``to_sums``: ``mean = sum_x / n``, ``M2 = sum_xxT - n mean mean^T``."""
         sum_x = as_float64(sum_x, "sum_x")
         sum_xx = as_float64(sum_xx, "sum_xxT")
-        n = int(n)
+        n = _count(n)
         mean = sum_x / n if n > 0 else np.zeros_like(sum_x)
         m2 = sum_xx - np.outer(mean, mean) * n
         return cls._from_state(n, mean, m2)
@@ -166,3 +166,13 @@ class FeatureStats:
 
     def __repr__(self) -> str:
         return f"FeatureStats(dim={self.dim}, count={self._n})"
+
+
+def _count(value: Any) -> int:
+    """A sample count: one whole number >= 0 (a saved scalar array is fine)."""
+    arr = np.asarray(value)
+    if arr.ndim != 0 or arr.dtype.kind not in "iuf" or not np.isfinite(arr):
+        raise RdbenchError(f"count must be one whole number >= 0, got {value!r}"[:200])
+    if arr != np.floor(arr) or arr < 0:
+        raise RdbenchError(f"count must be a whole number >= 0, got {arr.item()!r}")
+    return int(arr)

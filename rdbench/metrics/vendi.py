@@ -34,17 +34,25 @@ def vendi_score(features: Any, q: float = 1.0) -> float:
     """
     q = _check_order(q)
     x = as_features(features, "features", min_samples=1)
-    norms = np.linalg.norm(x, axis=1)
-    zero = np.flatnonzero(norms == 0)
-    if zero.size:
-        raise RdbenchError(
-            f"features: {zero.size} row(s) have zero norm (first: row {int(zero[0])}); the "
-            "cosine kernel needs a non-zero feature vector for every sample"
-        )
-    x = x / norms[:, None]
+    # Scale each row by its largest |entry| first: norms neither overflow nor underflow.
+    peak = check_nonzero_rows(x, "features")
+    x = x / peak[:, None]
+    x = x / np.linalg.norm(x, axis=1)[:, None]
     n, d = x.shape
     gram = (x.T @ x) if n >= d else (x @ x.T)
     return _vendi_from_eigenvalues(np.linalg.eigvalsh(gram / n), q)
+
+
+def check_nonzero_rows(x: np.ndarray, name: str) -> np.ndarray:
+    """Each row's largest |entry|; a zero row (no direction for the cosine kernel) is refused."""
+    peak = np.max(np.abs(x), axis=1)
+    zero = np.flatnonzero(peak == 0)
+    if zero.size:
+        raise RdbenchError(
+            f"{name}: {zero.size} row(s) have zero norm (first: row {int(zero[0])}); the "
+            "cosine kernel of the Vendi score needs a non-zero feature vector for every sample"
+        )
+    return peak
 
 
 def vendi_from_kernel(kernel: Any, q: float = 1.0) -> float:
@@ -83,7 +91,10 @@ def _vendi_from_eigenvalues(eig: np.ndarray, q: float) -> float:
         return float(1.0 / p.max())
     if q == 1.0:
         return float(np.exp(-np.sum(p * np.log(p))))
-    return float(np.exp(np.log(np.sum(p**q)) / (1.0 - q)))
+    # sum p^q = pmax^q sum (p / pmax)^q: no underflow to 0 for large q
+    pmax = p.max()
+    log_sum = q * np.log(pmax) + np.log(np.sum((p / pmax) ** q))
+    return float(np.exp(log_sum / (1.0 - q)))
 
 
 def _check_order(q: Any) -> float:
