@@ -188,15 +188,26 @@ def test_train_resumes_exactly_and_logs_the_reward_curve(recipe_file, tmp_path):
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert any(a[k].abs().sum() > 0 for k in a if "lora_B" in k)  # training moved B off 0
     rows = read_curve(run / "curve.csv")
-    assert [r["step"] for r in rows] == [1, 2, 3]
-    assert all(torch.isfinite(torch.tensor([r["reward"], r["loss"]])).all() for r in rows)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]  # the start once, also across the resume
+    start = [rows[0][k] for k in ("reward", "kl", "loss", "grad_norm")]
+    assert rows[0]["seconds"] == 0 and torch.isnan(torch.tensor(start)).all()
+    assert all(torch.isfinite(torch.tensor([r["reward"], r["loss"]])).all() for r in rows[1:])
     assert [r["reward"] for r in rows] == pytest.approx(
-        [r["reward"] for r in read_curve(whole.curve)], abs=1e-5
+        [r["reward"] for r in read_curve(whole.curve)], abs=1e-5, nan_ok=True
     )
     meta = json.loads((run / "lora.safetensors.json").read_text())
     assert meta["step"] == 3 and meta["recipe"]["train"]["reward"] == "hpsv2"
     again = invoke(train_command, ["--recipe", recipe_file, "--out", run, "--no-progress"])
     assert "(0 steps run)" in again.output
+    # another recipe, or fewer steps, never reuses (or relabels) this run's LoRA
+    with pytest.raises(RdbenchError, match=r"draft.kl_lambda: 0.0 -> 5.0.*new folder"):
+        train(recipe, run, kl_lambda=5.0, progress=False)
+    with pytest.raises(RdbenchError, match=r"recipe.train.lr: 0.01 -> 0.02"):
+        train(load_recipe(recipe_file, {"train.lr": 2e-2}), run, progress=False)
+    with pytest.raises(RdbenchError, match="trained to step 3, beyond .*train.steps=2"):
+        train(load_recipe(recipe_file, {"train.steps": 2}), run, progress=False)
+    assert load_file(run / "lora.safetensors").keys() == b.keys()
+    assert json.loads((run / "lora.safetensors.json").read_text()) == meta
 
 
 def test_mixed_precision_defaults_to_the_model_dtype(recipe_file):
@@ -224,7 +235,7 @@ def test_train_runs_through_an_accelerator(recipe_file, tmp_path, monkeypatch):
     assert acc.num_processes == 1 and acc.mixed_precision == "no"
     weights = load_file(result.lora)
     assert any(weights[k].abs().sum() > 0 for k in weights if "lora_B" in k)
-    assert [r["step"] for r in read_curve(result.curve)] == [1, 2]
+    assert [r["step"] for r in read_curve(result.curve)] == [0, 1, 2]
 
 
 def test_train_shards_over_two_processes_like_one_big_batch(recipe_file, tmp_path):
@@ -247,9 +258,9 @@ def test_train_shards_over_two_processes_like_one_big_batch(recipe_file, tmp_pat
     a, b = load_file(one.lora), load_file(tmp_path / "two" / "lora.safetensors")
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     rows = read_curve(tmp_path / "two" / "curve.csv")
-    assert [r["step"] for r in rows] == [1, 2]
+    assert [r["step"] for r in rows] == [0, 1, 2]
     assert [r["reward"] for r in rows] == pytest.approx(
-        [r["reward"] for r in read_curve(one.curve)], abs=1e-5
+        [r["reward"] for r in read_curve(one.curve)], abs=1e-5, nan_ok=True
     )
     assert (tmp_path / "two" / "checkpoints" / "latest").read_text() == "step-000002"
 

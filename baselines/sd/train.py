@@ -3,13 +3,16 @@
 A run folder holds::
 
     lora.safetensors (+ .json)   final LoRA weights and the recipe that made them
-    curve.csv                    step, reward, kl, loss, grad_norm, seconds (one row per step)
+    curve.csv                    step, reward, kl, loss, grad_norm, seconds (one row per step;
+                                 row 0 marks the start: seconds 0, the other cells empty)
     checkpoints/step-NNNNNN/     lora.safetensors + state.pt (optimizer, generator, step)
     checkpoints/latest           name of the newest complete checkpoint (written last)
 
 Rerunning the same command resumes from ``checkpoints/latest``: the optimizer state and the
 random generator (prompt and noise draws) are restored, so an interrupted run continues as if
-it had never stopped; a finished run is not retrained. The reward of row ``s`` is measured on
+it had never stopped; a finished run is not retrained, and a longer ``train.steps`` continues
+it. A folder made by a different recipe (any training setting but ``train.steps``) or trained
+beyond the requested steps is refused with an error naming the difference. The reward of row ``s`` is measured on
 the micro-batches of step ``s``, before that step's update.
 
 Training runs through an ``accelerate.Accelerator`` with the recipe's mixed precision
@@ -119,10 +122,10 @@ def _write_curve(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def read_curve(path: str | Path) -> list[dict[str, float]]:
-    """The rows of ``curve.csv`` as floats (``step`` as int)."""
+    """The rows of ``curve.csv`` as floats (``step`` as int, empty cells as NaN)."""
     with open(path, newline="") as fh:
         return [
-            {k: int(v) if k == "step" else float(v) for k, v in row.items()}
+            {k: int(v) if k == "step" else float(v or "nan") for k, v in row.items()}
             for row in csv.DictReader(fh)
         ]
 
@@ -150,12 +153,18 @@ def _save_checkpoint(
 
 
 def _resume(
-    run: Path, pipe: SDPipeline, optimizer: torch.optim.Optimizer, generator: torch.Generator
+    run: Path,
+    pipe: SDPipeline,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    meta: dict[str, Any],
+    steps: int,
 ) -> int:
     latest = run / "checkpoints" / "latest"
     if not latest.is_file():
         return 0
     folder = run / "checkpoints" / latest.read_text().strip()
+    _saved_step(run, folder / LORA_FILE, meta, steps)
     load_lora(pipe.unet, folder / LORA_FILE)
     try:
         state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
@@ -166,12 +175,56 @@ def _resume(
     return int(state["step"])
 
 
-def _finished(lora: Path) -> int | None:
-    """The step count of a finished run's final LoRA (None when unreadable)."""
+# settings that do not change the trained weights: the length (a longer run continues a
+# shorter one), where checkpoints fall, activation checkpointing, and where the model lives
+_FREE = {
+    "recipe": ("name", "description", "eval", "sweep", "model.path", "model.device"),
+    "recipe.train": ("steps", "checkpoint_every", "grad_checkpointing"),
+    "draft": ("steps", "checkpoint"),
+}
+
+
+def _training_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` flattened to dotted keys, without the settings in ``_FREE``."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else key, value)
+        else:
+            flat[prefix] = node
+
+    walk("", {"recipe": meta.get("recipe"), "draft": meta.get("draft")})
+    free = tuple(f"{group}.{key}" for group, keys in _FREE.items() for key in keys)
+    return {k: v for k, v in flat.items() if not any(k == f or k.startswith(f + ".") for f in free)}
+
+
+def _saved_step(run: Path, lora: Path, meta: dict[str, Any], steps: int) -> int:
+    """The step ``lora`` (in ``run``) was saved at, after checking it was trained with
+    ``meta``'s settings and not beyond ``steps``; any mismatch raises :class:`RdbenchError`."""
     try:
-        return int(json.loads(recipe_path(lora).read_text())["step"])
+        saved = json.loads(recipe_path(lora).read_text())
+        step = int(saved["step"])
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        raise RdbenchError(
+            f"cannot tell how {lora} was trained ({recipe_path(lora).name} is missing or "
+            f"unreadable); train into a new folder"
+        ) from None
+    old, new = _training_settings(saved), _training_settings(meta)
+    keys = sorted(old.keys() | new.keys())
+    diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    if diff:
+        raise RdbenchError(
+            f"{run} was trained with other settings ({'; '.join(diff[:5])}); "
+            f"train into a new folder"
+        )
+    if step > steps:
+        raise RdbenchError(
+            f"{run} is trained to step {step}, beyond the requested train.steps={steps}; "
+            f"train into a new folder (or ask for train.steps={step})"
+        )
+    return step
 
 
 def train(
@@ -195,7 +248,7 @@ def train(
     config = recipe.draft_config(kl_lambda)
     meta = {"recipe": recipe.model_dump(mode="json"), "draft": config.to_dict()}
     final = run / LORA_FILE
-    if final.is_file() and _finished(final) == config.steps:
+    if final.is_file() and _saved_step(run, final, meta, config.steps) == config.steps:
         return TrainResult(final, run / "curve.csv", 0)
     # the core accumulates gradients itself, so no gradient_accumulation_steps here (accelerate
     # would divide the loss again); the pipeline is placed by us, not by prepare()
@@ -212,15 +265,18 @@ def train(
     prompts = [p.text for p in recipe.train.prompts.load()]
     optimizer = make_optimizer(pipe.unet, config)
     generator = torch.Generator().manual_seed(config.seed)
-    start = _resume(run, pipe, optimizer, generator)
+    start = _resume(run, pipe, optimizer, generator, meta, config.steps)
     curve = run / "curve.csv"
-    rows = [r for r in read_curve(curve) if r["step"] <= start] if curve.is_file() else []
+    rows = [r for r in read_curve(curve) if r["step"] <= start] if curve.is_file() and start else []
     if log and start and main:
         log(f"resuming {run} at step {start}/{config.steps}")
     began = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
 
     def on_step(step: int, info: dict[str, float]) -> None:
-        if step == 0:
+        if step == 0:  # the start (train_draft reports it only when not resuming)
+            if main:
+                rows.append({"step": 0, "seconds": 0.0})
+                _write_curve(curve, rows)
             return
         if world > 1:  # the curve shows the mean over processes
             keys = ("reward", "kl", "loss")
