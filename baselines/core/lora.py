@@ -21,7 +21,8 @@ from peft import (
     set_peft_model_state_dict,
 )
 from peft.tuners.lora import LoraLayer
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 from torch import nn
 
 from rdbench.errors import RdbenchError
@@ -107,11 +108,13 @@ def active_adapter(model: nn.Module) -> str:
 
 
 def save_lora(model: nn.Module, path: str | Path, recipe: dict[str, Any]) -> Path:
-    """Write the LoRA weights as safetensors and ``<path>.json`` with the recipe that made them."""
+    """Write the LoRA weights as safetensors and ``<path>.json`` with the recipe that made them
+    (each file atomically)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = get_peft_model_state_dict(model, adapter_name=active_adapter(model))
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path))
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    atomic_write_bytes(path, save(tensors))  # a crash never leaves a truncated file
     meta = json.dumps(recipe, indent=2, sort_keys=True, default=str).encode()
     atomic_write_bytes(recipe_path(path), meta)
     return path
@@ -130,7 +133,12 @@ def load_lora(model: nn.Module, path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise RdbenchError(f"LoRA weights {path} not found; train an adapter first")
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise RdbenchError(
+            f"LoRA weights {path} are unreadable ({exc}); the file may be truncated: retrain"
+        ) from None
     adapter = active_adapter(model)
     expected = set(get_peft_model_state_dict(model, adapter_name=adapter))
     if set(state) != expected:

@@ -68,7 +68,12 @@ def train_command(
     required=True,
     help="Generation plan from `rdbench plan` (JSON Lines); it becomes the set's manifest.",
 )
-@click.option("--out", type=_outdir, required=True, help="Image-set folder (resumable).")
+@click.option(
+    "--out",
+    type=_outdir,
+    required=True,
+    help="Image-set folder (resumable with the same settings).",
+)
 @click.option(
     "--lora",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -87,7 +92,12 @@ def generate_command(
     batch_size: int | None,
     progress: bool,
 ) -> None:
-    """Fill an rdbench image set from a plan: OUT/<prompt_id>/<seed>.png + manifest.jsonl."""
+    """Fill an rdbench image set from a plan: OUT/<prompt_id>/<seed>.png + manifest.jsonl.
+
+    Rerunning with the same settings resumes; other settings (method, LoRA, sampler, model)
+    into the same OUT are refused. --batch-size changes images only by float rounding (about
+    1e-6; rarely a PNG value by 1/255), for DDIM and Euler alike.
+    """
     from baselines.sd.generate import generate, parse_method
     from baselines.sd.train import pipeline_for
 

@@ -2,10 +2,18 @@
 
 Each plan line becomes ``DIR/<prompt_id>/<seed>.png`` (the line's ``path``), sampled from
 initial noise drawn with the line's own seed (:meth:`SDPipeline.initial_noise`), so every
-method shares noise per ``(prompt_id, seed)`` and image sets are paired. Existing images are
-skipped (resumable); each PNG is written atomically. When every image exists, the plan is
-written as ``DIR/manifest.jsonl`` and ``DIR/generation.json`` records how the set was made, so
-``rdbench evaluate DIR --reference BASE_DIR`` follows directly.
+method shares noise per ``(prompt_id, seed)`` and image sets are paired. Before the first
+image, ``DIR/generation.json`` records what makes the set (method, LoRA sha256, sampler steps,
+eta, CFG scale, scheduler, model, resolution, dtype); a rerun with the same settings skips the
+existing images (resumable), any other settings are refused (the folder would mix two
+methods). Each PNG is written atomically. When every image exists, the plan is written as
+``DIR/manifest.jsonl``, so ``rdbench evaluate DIR --reference BASE_DIR`` follows directly.
+
+An image depends on its prompt, seed and the settings, and on the batch it was sampled in
+only through float rounding: batched UNet/VAE kernels round differently, so images sampled at
+different ``batch_size`` agree to about 1e-6 (DDIM and Euler alike); their 8-bit PNGs are
+almost always identical, but a value on a rounding boundary can differ by 1/255. The same
+batch size repeats bit for bit.
 
 Methods: ``base`` (adapters off), ``draft`` (LoRA scale 1), ``lora-scale:a`` (LoRA residual
 times ``a``, ``0 <= a <= 1``), ``aig:<schedule>`` (AIG with a :mod:`baselines.core.schedules`
@@ -169,6 +177,50 @@ class GenerateReport:
     skipped: int
 
 
+def settings(
+    pipe: SDPipeline, method: Method, lora_sha256: str | None, num_steps: int, eta: float
+) -> dict[str, Any]:
+    """What decides a set's images (besides prompt and seed): recorded in ``generation.json``."""
+    return {
+        "method": str(method),
+        "lora_sha256": lora_sha256,
+        "num_steps": num_steps,
+        "eta": eta,
+        "guidance_scale": pipe.guidance_scale,
+        "scheduler": type(pipe.scheduler).__name__,
+        "model": pipe.source,
+        "resolution": pipe.image_size,
+        "dtype": str(pipe.dtype).removeprefix("torch."),
+    }
+
+
+def _check_settings(out: Path, wanted: dict[str, Any]) -> None:
+    """Refuse to add images to ``out`` unless they were made with the ``wanted`` settings."""
+    record = out / "generation.json"
+    if not record.is_file():
+        if any(out.glob("*/*.png")):
+            raise RdbenchError(
+                f"{out} holds images but no generation.json saying how they were made; "
+                f"use another --out (or delete the folder)"
+            )
+        return
+    try:
+        saved = json.loads(record.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    diff = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in wanted.items() if saved.get(k) != v]
+    if diff:
+        raise RdbenchError(
+            f"{out} holds images made with other settings ({'; '.join(diff)}); "
+            f"use another --out (or delete the folder to regenerate)"
+        )
+
+
+def _write_record(out: Path, record: dict[str, Any]) -> None:
+    data = json.dumps(record, indent=2, sort_keys=True, default=str).encode()
+    atomic_write_bytes(out / "generation.json", data)
+
+
 def generate(
     pipe: SDPipeline,
     plan: str | Path | list[dict[str, Any]],
@@ -182,7 +234,11 @@ def generate(
     progress: bool = True,
     info: dict[str, Any] | None = None,
 ) -> GenerateReport:
-    """Fill ``out`` with every image of ``plan`` for ``method``; see the module docstring."""
+    """Fill ``out`` with every image of ``plan`` for ``method``; see the module docstring.
+
+    Results depend on ``batch_size`` only through float rounding (rarely 1/255 in a PNG).
+    Raises :class:`RdbenchError` when ``out`` holds a set from another plan or other settings.
+    """
     method = parse_method(method) if isinstance(method, str) else method
     lines = read_plan(plan) if isinstance(plan, str | Path) else list(plan)
     if not lines:
@@ -193,11 +249,16 @@ def generate(
         raise RdbenchError(
             f"{out} already holds an image set from a different plan; use another --out"
         )
-    record: dict[str, Any] = {"method": str(method), "model": pipe.source, **(info or {})}
+    record: dict[str, Any] = {**(info or {})}
+    digest = None
     if lora is not None:
+        record["lora_recipe"] = attach_lora(pipe, lora)  # checks that the file exists
         record["lora"] = str(lora)
-        record["lora_sha256"] = sha256_file(lora)
-        record["lora_recipe"] = attach_lora(pipe, lora)
+        digest = sha256_file(lora)
+    wanted = settings(pipe, method, digest, num_steps, eta)
+    _check_settings(out, wanted)
+    record.update(wanted)
+    _write_record(out, record)
     todo = [line for line in lines if not (out / line["path"]).is_file()]
     bar = tqdm(total=len(todo), desc=f"generate {method}", disable=not progress, leave=False)
     for start in range(0, len(todo), batch_size):
@@ -214,9 +275,5 @@ def generate(
             atomic_write_bytes(out / line["path"], to_png(image))
         bar.update(len(batch))
     bar.close()
-    record.update(num_steps=num_steps, eta=eta, guidance_scale=pipe.guidance_scale)
-    atomic_write_bytes(
-        out / "generation.json", json.dumps(record, indent=2, sort_keys=True, default=str).encode()
-    )
     write_plan(lines, manifest)
     return GenerateReport(out, len(todo), len(lines) - len(todo))
