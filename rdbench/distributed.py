@@ -24,7 +24,8 @@ Data flow of one distributed evaluation:
 4. **Gather to rank 0** (:func:`gather_rows_to_rank0`): the rows (features, scores) and their
    global positions, reassembled in the set's order. Rank 0 then computes every metric on
    exactly the array a single process would have built, so the N-process result equals the
-   1-process result bit for bit (same rows, same order, same float operations).
+   1-process result bit for bit (same rows, same order, same float operations), given the
+   same batch size and cache state (a row computed in another batch may differ by ~1e-7).
 5. **Share** (:func:`share`): rank 0 broadcasts the finished result; only rank 0 writes files
    and prints.
 

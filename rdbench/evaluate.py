@@ -588,6 +588,11 @@ def _notes(ctx: _Context, extractors: list[Any]) -> str:
     return text if len(text) <= 2000 else text[:1996] + " ..."
 
 
+def _text(name: str) -> str:
+    """A file name as valid UTF-8 text (undecodable bytes kept as ``\\udcXX`` escapes)."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _build_result(ctx: _Context, extractors: list[Any]) -> Result:
     """The result; per-image rewards are left out (with a message) where they would make it
     larger than a result may be (``MAX_PER_IMAGE`` entries, ``MAX_BYTES`` of JSON)."""
@@ -603,7 +608,7 @@ def _build_result(ctx: _Context, extractors: list[Any]) -> Result:
         return _assemble_result(ctx, extractors, None)
     per_image = [
         PerImage(
-            key=k,
+            key=_text(k),
             prompt_id=ctx.gen_items[k].prompt_id or "-",
             seed=ctx.gen_items[k].seed or 0,
             rewards=r,
@@ -665,7 +670,7 @@ def _assemble_result(ctx: _Context, extractors: list[Any], per_image: list[Any] 
         per_image=per_image,
         paired=ctx.paired or None,
         skipped=[
-            SkippedFile(image_set=what, key=key, reason=why[:2000])
+            SkippedFile(image_set=what, key=_text(key), reason=_text(why[:2000]))
             for what, table in (("generated", ctx.skipped), ("reference", ctx.ref_skipped))
             for key, why in table.items()
         ][:MAX_PER_IMAGE]

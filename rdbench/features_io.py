@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def load_features(path: str | Path) -> np.ndarray:
                 )
             try:
                 arr = data[key]
-            except ValueError as exc:
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
                 raise RdbenchError(f"{str(path)!r}: array {key!r} unreadable ({exc})") from None
     else:
         arr = data

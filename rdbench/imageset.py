@@ -245,7 +245,11 @@ class _Zip:
             and not any(parts == [MANIFEST_NAME] for parts, _ in names)
         )
         for parts, info in names:
-            self.members["/".join(parts[1:] if strip else parts)] = info
+            key = "/".join(parts[1:] if strip else parts)
+            if key in self.members:  # 'a/x.png' and 'a//x.png'
+                self.problems.append((info.filename, f"the same image name as another: {key!r}"))
+                continue
+            self.members[key] = info
 
     @property
     def zip(self) -> zipfile.ZipFile:
@@ -276,7 +280,9 @@ class _Zip:
             info = self.members[key]
             _check_file_size(info.file_size, self.location(key))
             return self.zip.read(info)
-        except (KeyError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        except RdbenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - encrypted, Deflate64/AES/zstd, bad zlib data
             raise RdbenchError(f"cannot read {self.location(key)!r}: {exc}") from None
 
 
@@ -296,6 +302,8 @@ def iter_jsonl(data: bytes, source: str) -> Iterator[tuple[int, dict[str, Any]]]
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             raise RdbenchError(f"{source} line {number}: invalid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise RdbenchError(f"{source} line {number}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise RdbenchError(
                 f"{source} line {number}: expected a JSON object, got {type(obj).__name__}"
@@ -332,6 +340,7 @@ def parse_manifest(data: bytes, source: str) -> list[ImageItem]:
     items: list[ImageItem] = []
     by_path: dict[str, int] = {}
     by_pair: dict[tuple[str, int], int] = {}
+    texts: dict[str, tuple[str | None, int]] = {}
     for number, obj in iter_jsonl(data, source):
         where = f"{source} line {number}"
         missing = [name for name in ("path", "prompt_id", "prompt", "seed") if name not in obj]
@@ -354,12 +363,19 @@ def parse_manifest(data: bytes, source: str) -> list[ImageItem]:
                 f"{source} lines {by_pair[(prompt_id, seed)]} and {number} both have "
                 f"prompt_id {prompt_id!r}, seed {seed}; (prompt_id, seed) must be unique"
             )
+        prompt = _field(obj, "prompt", (str, type(None)), where)
+        first, line = texts.setdefault(prompt_id, (prompt, number))
+        if first != prompt:
+            raise RdbenchError(
+                f"{source} lines {line} and {number} give prompt_id {prompt_id!r} two texts "
+                f"({first!r} and {prompt!r}); one prompt_id names one prompt"[:600]
+            )
         by_path[key], by_pair[(prompt_id, seed)] = number, number
         items.append(
             ImageItem(
                 key=key,
                 prompt_id=prompt_id,
-                prompt=_field(obj, "prompt", (str, type(None)), where),
+                prompt=prompt,
                 seed=seed,
                 category=_field(obj, "category", (str, type(None)), where)
                 if "category" in obj

@@ -122,3 +122,13 @@ def test_demo_json_is_deterministic():
     assert first.output == second.output
     rows = {r["set"]: r for r in json.loads(first.output)["rows"]}
     assert rows["collapsed"]["recall"] < rows["fresh"]["recall"]
+
+
+def test_corrupt_npz_is_a_one_line_error(tmp_path):
+    save_features(tmp_path / "f.npz", np.random.default_rng(0).normal(size=(20, 4)))
+    raw = bytearray((tmp_path / "f.npz").read_bytes())
+    start = raw.find(b"features.npy") + len("features.npy") + 100
+    raw[start : start + 8] = b"\xff" * 8  # inside the stored array: a CRC mismatch
+    (tmp_path / "bad.npz").write_bytes(bytes(raw))
+    with pytest.raises(RdbenchError, match="bad.npz.*unreadable"):
+        load_features(tmp_path / "bad.npz")

@@ -478,3 +478,12 @@ def test_api_rejects_unknown_options(world):
         rdbench.EvaluateOptions(on_error="ignore")
     with pytest.raises(RdbenchError, match="0 \\(no interval\\) or >= 2"):
         rdbench.EvaluateOptions(bootstrap=1)
+
+
+def test_a_skipped_file_with_an_undecodable_name_keeps_the_result(world, tmp_path):
+    """The finished evaluation was lost: the result refused the non-UTF-8 name."""
+    folder = make_plain_folder(tmp_path / "u", 6, size=(48, 48))
+    (folder / os.fsdecode(b"bad\xff.png")).write_bytes(b"not an image")
+    ev = _api(world, folder, extractors=("dinov2",), metrics=("vendi",), on_error="skip")
+    assert [f.key for f in ev.result.skipped] == ["bad\\udcff.png"]
+    assert Result.from_dict(json.loads(ev.result.to_json())) == ev.result

@@ -74,6 +74,9 @@ def test_legacy_tensorflow_resizes_inside_network(inception_file, folder):
     mixed = ImageSet.open(folder)
     with pytest.raises(RdbenchError, match="different sizes"):
         extract_features(mixed, ext, batch_size=16, cache=False, progress=False)
+    with pytest.raises(RdbenchError) as info:  # raised in the main process, not wrapped
+        extract_features(mixed, ext, batch_size=16, num_workers=1, cache=False, progress=False)
+    assert str(info.value).startswith("images of one batch") and "Traceback" not in str(info.value)
     one_by_one = extract_features(mixed, ext, batch_size=1, cache=False, progress=False)
     assert one_by_one.array.shape == (11, 2048)
 

@@ -109,6 +109,38 @@ def test_dinov2_reads_processor_config_and_extracts(dinov2_dir, tmp_path, monkey
         (dinov2_dir / "preprocessor_config.json").unlink()
 
 
+def test_dinov2_id_covers_config_and_preprocessing(tmp_path):
+    """Same weights, another config.json or mean/std: another extractor id, so the feature
+    cache cannot serve the old model's rows."""
+    ids = []
+    for name, cfg_edit, pre in (("a", None, None), ("b", 4, None), ("c", None, [0.5] * 3)):
+        folder = make_dinov2(tmp_path / name / "dino")
+        if cfg_edit:
+            cfg = json.loads((folder / "config.json").read_text())
+            (folder / "config.json").write_text(json.dumps(cfg | {"num_attention_heads": cfg_edit}))
+        if pre:
+            proc = {"image_mean": pre, "image_std": pre}
+            (folder / "preprocessor_config.json").write_text(json.dumps(proc))
+        ids.append(load_extractor("dinov2", weights=str(folder), device="cpu").id)
+    assert len(set(ids)) == 3 and all(i.startswith("dinov2:dino:") for i in ids)
+    (tmp_path / "a" / "dino" / "preprocessor_config.json").write_text("{not json")
+    with pytest.raises(RdbenchError, match="not valid JSON"):
+        load_extractor("dinov2", weights=str(tmp_path / "a" / "dino"), device="cpu")
+
+
+def test_crop_resize_modes_refuse_extreme_aspect_ratios(dinov2_dir, tmp_path):
+    """A 4000 x 1 image scaled to a 256 px shorter side took 1.2 GB; now a skippable error."""
+    from PIL import Image
+
+    ext = load_extractor("dinov2", weights=str(dinov2_dir), device="cpu")
+    folder = make_plain_folder(tmp_path / "imgs", 2, size=(40, 40))
+    Image.new("RGB", (4000, 1)).save(folder / "thin.png")
+    with pytest.raises(RdbenchError, match="aspect ratio beyond 64:1"):
+        extract_features(ImageSet.open(folder), ext, cache=False, progress=False)
+    out = extract_features(ImageSet.open(folder), ext, cache=False, progress=False, on_error="skip")
+    assert out.array.shape == (2, 32) and [k for k, _ in out.skipped] == ["thin.png"]
+
+
 def test_dinov2_missing_offline():
     with pytest.raises(RdbenchError, match="facebook/dinov2-base") as info:
         load_extractor("dinov2", device="cpu")

@@ -449,3 +449,62 @@ def test_oversized_file_is_refused_before_reading(tmp_path, monkeypatch):
         s = ImageSet.open(path)
         with pytest.raises(RdbenchError, match=f"file is {size:,} bytes, over"):
             s.read_bytes(s.items[0])
+
+
+def _set_flag(data: bytes, signature: bytes, offset: int, bit: int) -> bytes:
+    """Set a general-purpose flag bit in every header starting with ``signature``."""
+    out = bytearray(data)
+    start = out.find(signature)
+    while start >= 0:
+        out[start + offset] |= bit
+        start = out.find(signature, start + 1)
+    return bytes(out)
+
+
+def test_zip_members_that_cannot_be_decompressed_are_one_line_errors(tmp_path):
+    """Encrypted or corrupt members raised RuntimeError / zlib.error tracebacks, even with
+    on_error="skip"; now they are bad files like any other."""
+    good = encode(draw_image(0, 0, size=(16, 16)))
+    plain = tmp_path / "plain.zip"
+    with zipfile.ZipFile(plain, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.png", good)
+        zf.writestr("b.png", good + bytes(200))
+    data = plain.read_bytes()
+    encrypted = tmp_path / "encrypted.zip"
+    encrypted.write_bytes(_set_flag(_set_flag(data, b"PK\x03\x04", 6, 1), b"PK\x01\x02", 8, 1))
+    corrupt = tmp_path / "corrupt.zip"
+    with zipfile.ZipFile(plain) as zf:
+        offset = zf.getinfo("b.png").header_offset + 30 + len("b.png")
+    raw = bytearray(data)
+    raw[offset : offset + 16] = bytes(range(16))  # garbage deflate stream
+    corrupt.write_bytes(bytes(raw))
+    for archive, broken in ((encrypted, ["a.png", "b.png"]), (corrupt, ["b.png"])):
+        s = ImageSet.open(archive)
+        for item in s:
+            if item.key in broken:
+                with pytest.raises(RdbenchError, match=f"cannot read .*{item.key}"):
+                    s.read_bytes(item)
+            else:
+                assert s.read_bytes(item) == good
+
+
+def test_zip_names_that_normalise_to_the_same_key_are_reported(tmp_path):
+    archive = tmp_path / "twice.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("a/x.png", encode(draw_image(0, 0, size=(8, 8))))
+        zf.writestr("a//x.png", encode(draw_image(1, 0, size=(8, 8))))
+    s = ImageSet.open(archive, on_error="skip")
+    assert [i.key for i in s] == ["x.png"]
+    assert [name for name, _ in s.skipped] == ["a//x.png"]
+
+
+def test_manifest_refuses_two_texts_for_one_prompt_id_and_deep_nesting():
+    lines = [
+        json.dumps(_record("a.png", seed=0)),
+        json.dumps(_record("b.png", seed=1) | {"prompt": "a dog"}),
+    ]
+    with pytest.raises(RdbenchError, match="lines 1 and 2 give prompt_id 'p' two texts"):
+        parse_manifest("\n".join(lines).encode(), "m.jsonl")
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(RdbenchError, match="line 1: JSON nested too deeply"):
+        parse_manifest(deep.encode(), "m.jsonl")

@@ -29,7 +29,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def _processor_config(folder: Path) -> dict[str, Any]:
     path = folder / "preprocessor_config.json"
-    cfg = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        cfg = json.loads(path.read_text()) if path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise RdbenchError(f"dinov2: {path} is not valid JSON ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise RdbenchError(f"dinov2: {path} must hold a JSON object")
     size = cfg.get("size", {"shortest_edge": 256})
     crop = cfg.get("crop_size", {"height": 224, "width": 224})
     shortest = size.get("shortest_edge") if isinstance(size, dict) else size
@@ -76,7 +81,15 @@ class Dinov2Extractor(NormalizedExtractor):
         self.input_size = cfg["crop"]
         self.preprocessor = Preprocessor(self.resize_mode, cfg["crop"], cfg["resize_to"])
         self.set_normalization(cfg["mean"], cfg["std"])
-        self.id = f"dinov2:{folder.name}:{digest[:16]}"
+        # the id (and so the feature cache) covers the weights, the model config and the
+        # preprocessing: a changed config.json or mean/std is another extractor
+        config = (
+            (folder / "config.json").read_bytes() if (folder / "config.json").is_file() else b""
+        )
+        spec = hashlib.sha256(
+            digest.encode() + config + json.dumps(cfg, sort_keys=True, default=str).encode()
+        ).hexdigest()
+        self.id = f"dinov2:{folder.name}:{spec[:16]}"
         self.dim = int(self.model.config.hidden_size)
         self.to(device)
 

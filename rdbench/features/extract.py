@@ -60,7 +60,7 @@ class _ImageDataset(torch.utils.data.Dataset):
             data = self.imageset.read_bytes(item)
             digest = hashlib.sha256(data).hexdigest()
             return pos, digest, self.preprocessor(decode_rgb(data, item.key)), None
-        except (RdbenchError, OSError, ValueError) as exc:
+        except (RdbenchError, OSError, ValueError, MemoryError) as exc:
             return pos, digest, None, str(exc) or type(exc).__name__
 
 
@@ -70,6 +70,7 @@ class _Batch:
     hashes: list[str]
     tensor: torch.Tensor | None
     errors: list[tuple[int, str]]
+    fatal: str | None = None  # raised by the main process (a worker's raise would be wrapped)
 
 
 def _collate(samples: list[tuple[int, str, torch.Tensor | None, str | None]]) -> _Batch:
@@ -77,11 +78,12 @@ def _collate(samples: list[tuple[int, str, torch.Tensor | None, str | None]]) ->
     errors = [(s[0], s[3] or "unknown error") for s in samples if s[2] is None]
     shapes = {tuple(s[2].shape) for s in good}
     if len(shapes) > 1:
-        raise RdbenchError(
+        fatal = (
             f"images of one batch have different sizes {sorted(shapes)} after preprocessing; "
             "resize mode 'legacy_tensorflow' resizes inside the network, so use batch_size=1 "
             "or resize mode 'clean'"
         )
+        return _Batch([], [], None, errors, fatal)
     tensor = torch.stack([s[2] for s in good]) if good else None
     return _Batch([s[0] for s in good], [s[1] for s in good], tensor, errors)
 
@@ -230,6 +232,8 @@ def _compute(
     try:
         with torch.inference_mode():
             for batch in loader:
+                if batch.fatal:
+                    raise RdbenchError(batch.fatal)
                 for pos, reason in batch.errors:
                     fail(pos, reason)
                 if batch.tensor is not None:

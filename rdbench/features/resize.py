@@ -29,7 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rdbench.errors import RdbenchError
 from rdbench.registry import Registry
+
+MAX_ASPECT = 64  # crop-resize modes refuse images more elongated than this (memory)
 
 Resizer = Callable[[np.ndarray], np.ndarray]
 
@@ -71,6 +74,12 @@ def _crop_resizer(size: int, resize_to: int | None, *, floor_offsets: bool) -> R
     shorter = resize_to or size
 
     def fn(x: np.ndarray) -> np.ndarray:
+        h, w = x.shape[:2]
+        if max(h, w) > MAX_ASPECT * min(h, w):  # the resize would blow up the long side
+            raise RdbenchError(
+                f"image of {w}x{h} px: aspect ratio beyond {MAX_ASPECT}:1, which this resize "
+                "mode (shorter side to a fixed size, then a centre crop) does not take"
+            )
         img = tvf.resize(Image.fromarray(x), shorter, interpolation=InterpolationMode.BICUBIC)
         if floor_offsets:  # transformers: int((W - S) / 2); torchvision rounds instead
             left, top = int((img.width - size) / 2), int((img.height - size) / 2)
