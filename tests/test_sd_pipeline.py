@@ -7,6 +7,7 @@ and loaded through the real loader (``rdbench.hub.resolve_folder`` via ``RDBENCH
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -368,3 +369,12 @@ def test_sdxl_conditioning_cfg_and_aig_on_a_tiny_sdxl(tmp_path):
     )
     loss.backward()
     assert any(p.grad.abs().sum() > 0 for p in lora_parameters(pipe.unet))
+
+
+def test_missing_unet_weights_name_the_expected_file(sd_folder, tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(sd_folder, tmp_path / "model"))
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(RdbenchError, match=r"\['unet/diffusion_pytorch_model.safetensors'\]"):
+        load_pipeline("tiny/sd", folder, device="cpu")

@@ -38,6 +38,8 @@ from rdbench.rewards.base import as_dtype
 LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
 SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 SDXL_PARTS = (*SD_PARTS, "text_encoder_2", "tokenizer_2")
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"  # diffusers modules (safetensors only)
+ENCODER_FILE = "model.safetensors"  # transformers text encoders
 
 ImageScore = Callable[[torch.Tensor, list[str]], torch.Tensor]
 """``score(images in [0, 1], prompts) -> (B,)`` differentiable (``Reward.score_tensor``)."""
@@ -216,6 +218,18 @@ def _missing_parts(folder: Path) -> list[str]:
     return [p for p in parts if not (folder / p).is_dir()]
 
 
+def _missing_weights(folder: Path, xl: bool) -> list[str]:
+    """The ``<part>/<file>`` safetensors weights (or their shard index) the folder lacks."""
+    files = {"unet": WEIGHTS_FILE, "vae": WEIGHTS_FILE, "text_encoder": ENCODER_FILE}
+    if xl:
+        files["text_encoder_2"] = ENCODER_FILE
+    return [
+        f"{part}/{name}"
+        for part, name in files.items()
+        if not any((folder / part / f).is_file() for f in (name, name + ".index.json"))
+    ]
+
+
 def load_pipeline(
     model: str,
     path: str | Path | None = None,
@@ -249,15 +263,22 @@ def load_pipeline(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dt = as_dtype(dtype)
     xl = (folder / "text_encoder_2").is_dir()
+    absent = _missing_weights(folder, xl)
+    if absent:
+        raise RdbenchError(
+            f"{str(folder)!r} lacks the safetensors weights {absent} (only safetensors are "
+            f"loaded: convert .bin/.ckpt weights, or download the folder again)"
+        )
+    st = {"torch_dtype": dt, "use_safetensors": True}
     try:
-        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=dt)
-        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dt)
-        encoders = [CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", torch_dtype=dt)]
+        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **st)
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", **st)
+        encoders = [CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", **st)]
         tokenizers = [AutoTokenizer.from_pretrained(folder, subfolder="tokenizer")]
         if xl:
             encoders.append(
                 CLIPTextModelWithProjection.from_pretrained(
-                    folder, subfolder="text_encoder_2", torch_dtype=dt
+                    folder, subfolder="text_encoder_2", **st
                 )
             )
             tokenizers.append(AutoTokenizer.from_pretrained(folder, subfolder="tokenizer_2"))
