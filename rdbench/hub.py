@@ -10,18 +10,23 @@ Resolution order for a :class:`RemoteFile` (first hit wins):
    unless ``RDBENCH_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``.
 
 Files in the cache and downloads must match the recorded sha256; a mismatch deletes the bad
-download and raises. A local override with a different sha256 is accepted with a warning (it
-may be the user's own fine-tuned weights); its digest is returned so results can record it.
-When nothing is found and the network is unavailable, the error names the file, its source
-and the exact path to put it at.
+download and raises. A download shorter (or longer) than its ``Content-Length`` is discarded.
+A local override with a different sha256 is accepted with a warning (it may be the user's own
+fine-tuned weights); its digest is returned so results can record it. ``Resolved.verified`` is
+True only when a published sha256 exists and matched. When nothing is found and the network is
+unavailable, the error names the file, its source and the exact path to put it at; an
+unwritable cache folder is an error naming ``RDBENCH_HOME``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import os
 import re
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -83,6 +88,51 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def _digest_stamp(path: Path) -> tuple[Path, list]:
+    """Where :func:`sha256_file_cached` remembers ``path``'s digest, and the stat it must match."""
+    path = path.resolve()
+    st = path.stat()
+    stamp = [str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    memo = home() / "digests" / (hashlib.sha256(str(path).encode()).hexdigest() + ".json")
+    return memo, stamp
+
+
+def sha256_file_cached(path: str | os.PathLike[str]) -> str:
+    """:func:`sha256_file`, remembered in ``$RDBENCH_HOME/digests`` by (absolute path, size,
+    mtime_ns, ctime_ns, inode). Any write changes ctime, which cannot be set back; a file changed
+    in the last 2 s is not remembered (its next change could fall in the same clock tick, as in
+    git's "racily clean" entries). An unwritable home only disables the memo."""
+    memo, stamp = _digest_stamp(Path(path))
+    try:
+        stored = json.loads(memo.read_text())
+        if stored.get("stamp") == stamp and re.fullmatch(r"[0-9a-f]{64}", stored["sha256"]):
+            return stored["sha256"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    digest = sha256_file(stamp[0])
+    if time.time_ns() - max(stamp[2], stamp[3]) > 2_000_000_000:
+        try:
+            atomic_write_bytes(memo, json.dumps({"stamp": stamp, "sha256": digest}).encode())
+        except OSError:
+            pass
+    return digest
+
+
+def _unwritable(path: Path, exc: OSError) -> RdbenchError:
+    return RdbenchError(
+        f"cannot write to the rdbench cache folder {str(path)!r} ({exc.strerror or exc}); "
+        f"set RDBENCH_HOME to a writable folder (now: {str(home())!r})"
+    )
+
+
+def _kind(path: Path) -> str:
+    if path.is_dir():
+        return "a folder"
+    if path.is_file():
+        return "a file"
+    return "something that is neither a file nor a folder" if path.exists() else "missing"
+
+
 def cache_path(file: RemoteFile) -> Path:
     return home() / "files" / file.name / file.filename
 
@@ -113,10 +163,14 @@ def _missing_message(file: RemoteFile, reason: str) -> str:
 
 def _check_local(path: Path, file: RemoteFile, source: str) -> Resolved:
     if not path.is_file():
-        raise RdbenchError(f"{file.name}: local file {str(path)!r} (from {source}) does not exist")
-    digest = sha256_file(path)
-    verified = file.sha256 is None or digest == file.sha256
-    if not verified:
+        what = "does not exist" if _kind(path) == "missing" else f"is {_kind(path)}"
+        raise RdbenchError(
+            f"{file.name}: local path {str(path)!r} (from {source}) {what}; expected the file "
+            f"{file.filename!r}"
+        )
+    digest = sha256_file_cached(path)
+    verified = file.sha256 is not None and digest == file.sha256
+    if file.sha256 is not None and not verified:
         warnings.warn(
             f"{file.name}: {path} has sha256 {digest[:12]}..., not the published "
             f"{file.sha256[:12]}...; using it as a local override",
@@ -126,9 +180,13 @@ def _check_local(path: Path, file: RemoteFile, source: str) -> Resolved:
 
 
 def _download(file: RemoteFile, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    except OSError as exc:
+        raise _unwritable(dest.parent, exc) from None
     digest = hashlib.sha256()
+    received = 0
     try:
         request = urllib.request.Request(file.url, headers={"User-Agent": "rdbench"})
         with urllib.request.urlopen(request, timeout=30) as resp, os.fdopen(fd, "wb") as out:
@@ -141,14 +199,26 @@ def _download(file: RemoteFile, dest: Path) -> None:
                 while chunk := resp.read(_CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
+        if total is not None and received != total:
+            raise RdbenchError(
+                _missing_message(
+                    file,
+                    f"download failed: got {received} bytes, the server announced {total}; "
+                    "the partial download was discarded",
+                )
+            )
         if file.sha256 is not None and digest.hexdigest() != file.sha256:
             raise RdbenchError(
                 f"{file.name}: downloaded {file.filename!r} has sha256 {digest.hexdigest()}, "
                 f"expected {file.sha256}; the download was discarded"
             )
-        os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        try:
+            os.replace(tmp, dest)
+        except OSError as exc:
+            raise _unwritable(dest.parent, exc) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError) as exc:
         raise RdbenchError(_missing_message(file, f"download failed: {exc}")) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -165,17 +235,24 @@ def resolve(file: RemoteFile, local_path: str | os.PathLike[str] | None = None) 
     if cached.is_file():
         digest = sha256_file(cached)
         if file.sha256 is not None and digest != file.sha256:
-            cached.unlink()
+            try:
+                cached.unlink()
+            except OSError as exc:
+                raise RdbenchError(
+                    f"{file.name}: cached copy {str(cached)!r} has sha256 {digest}, expected "
+                    f"{file.sha256}, and cannot be deleted ({exc.strerror or exc}); delete it "
+                    "or set RDBENCH_HOME to a writable folder"
+                ) from None
             raise RdbenchError(
                 _missing_message(
                     file, f"cached copy had sha256 {digest}, expected {file.sha256}; it was deleted"
                 )
             )
-        return Resolved(cached, digest, "cache", True)
+        return Resolved(cached, digest, "cache", file.sha256 is not None)
     if offline():
         raise RdbenchError(_missing_message(file, "offline mode and nothing cached"))
     _download(file, cached)
-    return Resolved(cached, file.sha256 or sha256_file(cached), "download", True)
+    return Resolved(cached, file.sha256 or sha256_file(cached), "download", file.sha256 is not None)
 
 
 def fetch(file: RemoteFile, local_path: str | os.PathLike[str] | None = None) -> Path:
@@ -239,11 +316,18 @@ def resolve_folder(folder: RemoteFolder, local_path: str | os.PathLike[str] | No
         if candidate:
             path = Path(candidate).expanduser()
             if not path.is_dir():
+                what = "does not exist" if _kind(path) == "missing" else f"is {_kind(path)}"
                 raise RdbenchError(
-                    f"{folder.name}: local folder {str(path)!r} (from {source}) does not exist"
+                    f"{folder.name}: local path {str(path)!r} (from {source}) {what}; expected "
+                    f"a folder with the files of Hugging Face repository {folder.repo_id!r}"
                 )
             return path
     cache_dir = home() / "hf"
+    if not offline():
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _unwritable(cache_dir, exc) from None
     hint = (
         f"{folder.description or folder.name}: Hugging Face repository {folder.repo_id!r} "
         f"(revision {folder.revision}) is not available"
