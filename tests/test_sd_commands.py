@@ -342,4 +342,8 @@ def test_reproduce_chains_plan_train_generate_evaluate(recipe_file, files, tmp_p
     assert [line for line in logs if line.startswith("train")] == [
         f"train kl-0: 0 steps run -> {tmp_path / 'train' / 'kl-0' / 'lora.safetensors'}"
     ]
+    # retrained (longer): the draft set's LoRA changed, so its images are not reused
+    longer = load_recipe(recipe_file, {"train.steps": 4})
+    with pytest.raises(RdbenchError, match=r"images/draft holds images made with other .*lora"):
+        reproduce(longer, tmp_path, evaluate=False, progress=False)
     assert all("0 new" in line for line in logs if line.startswith("generate"))

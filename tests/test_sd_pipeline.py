@@ -299,7 +299,7 @@ def test_generate_resumes_only_the_same_settings(sd_folder, tmp_path):
     run = {"num_steps": STEPS, "progress": False}
     assert generate(pipe, plan, base, "base", **run).written == 2
     first = (base / plan[0]["path"]).read_bytes()
-    with pytest.raises(RdbenchError, match="method: 'base' -> 'draft'.*another --out"):
+    with pytest.raises(RdbenchError, match="method: 'base' -> 'draft'.*another folder, or delete"):
         generate(pipe, plan, base, "draft", lora=lora, **run)
     with pytest.raises(RdbenchError, match="num_steps: 3 -> 2"):
         generate(pipe, plan, base, "base", num_steps=2, progress=False)

@@ -200,8 +200,8 @@ def _check_settings(out: Path, wanted: dict[str, Any]) -> None:
     if not record.is_file():
         if any(out.glob("*/*.png")):
             raise RdbenchError(
-                f"{out} holds images but no generation.json saying how they were made; "
-                f"use another --out (or delete the folder)"
+                f"{out} holds images but no generation.json saying how they were made; write "
+                f"the set to another folder, or delete {out} to regenerate it"
             )
         return
     try:
@@ -211,8 +211,8 @@ def _check_settings(out: Path, wanted: dict[str, Any]) -> None:
     diff = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in wanted.items() if saved.get(k) != v]
     if diff:
         raise RdbenchError(
-            f"{out} holds images made with other settings ({'; '.join(diff)}); "
-            f"use another --out (or delete the folder to regenerate)"
+            f"{out} holds images made with other settings ({'; '.join(diff)}); write the "
+            f"set to another folder, or delete {out} to regenerate it"
         )
 
 

@@ -1,6 +1,8 @@
 """``reproduce --recipe R``: plan -> train -> generate every method of the sweep -> evaluate.
 
-Output folder layout (every stage skips work that is already done, so a rerun resumes)::
+Output folder layout (every stage skips work that is already done, so a rerun resumes; work
+made with other settings, such as a training of another recipe or images of a LoRA that has
+since been retrained, is refused with an error rather than reused)::
 
     plan.jsonl                the evaluation plan (held-out prompts x seeds)
     train/kl-<lambda>/        one DRaFT run per KL lambda (lambda 0 is plain DRaFT)
