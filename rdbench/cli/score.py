@@ -12,12 +12,17 @@ from rdbench.cli._options import on_error_option
 from rdbench.errors import RdbenchError
 
 
-def _pairs(values: tuple[str, ...], what: str) -> list[tuple[str, str]]:
+def _pairs(
+    values: tuple[str, ...], what: str, *, allow_empty: bool = False
+) -> list[tuple[str, str]]:
+    """``NAME=VALUE`` strings as pairs; an empty VALUE only where ``allow_empty``
+    (``--option clipscore.prefix=`` turns the prefix off)."""
     out = []
     for value in values:
         key, sep, rest = value.partition("=")
-        if not sep or not key or not rest:
-            raise RdbenchError(f"{what} must look like NAME=VALUE, got {value!r}")
+        if not sep or not key.strip() or not (rest or allow_empty):
+            form = "NAME=VALUE (VALUE may be empty)" if allow_empty else "NAME=VALUE"
+            raise RdbenchError(f"{what} must look like {form}, got {value!r}")
         out.append((key.strip(), rest))
     return out
 
@@ -76,7 +81,8 @@ def _apply_weights(pairs: list[tuple[str, str]], rewards: list[str]) -> dict[str
     "options",
     multiple=True,
     metavar="REWARD.KEY=VALUE",
-    help="Reward option, e.g. hpsv2.arch=ViT-H-14 or clipscore.prefix=''; repeatable.",
+    help="Reward option, e.g. hpsv2.arch=ViT-H-14, or clipscore.prefix= (empty: no prefix); "
+    "repeatable.",
 )
 @click.option("--no-cache", is_flag=True, help="Do not read or write the score cache.")
 @on_error_option("Stop at an unreadable image, or skip it.")
@@ -86,7 +92,8 @@ def command(
     """Score every image of IMAGE_DIR (folder or .zip, with manifest.jsonl for prompts).
 
     One JSON line per image: {"key", "prompt_id", "seed", "<reward>": score, ...}; a skipped
-    image has null scores. Scores are cached by image content, prompt, reward and weights.
+    image has null scores. Scores are cached by image content, prompt and reward id (weights
+    digest, dtype and score-changing options; printed to stderr).
     """
     from rdbench.imageset import ImageSet
     from rdbench.rewards import load, parse_name
@@ -97,7 +104,7 @@ def command(
     bases = [parse_name(n)[0].info.name for n in names]
     per_reward = _apply_weights(_pairs(weights, "--weights"), bases)
     reward_options: dict[str, dict[str, str]] = {}
-    for key, value in _pairs(options, "--option"):
+    for key, value in _pairs(options, "--option", allow_empty=True):
         reward, dot, opt = key.partition(".")
         if not dot or reward not in bases:
             raise RdbenchError(f"--option {key}=...: use REWARD.KEY with REWARD one of {bases}")
@@ -119,6 +126,7 @@ def command(
         result = score_imageset(
             image_set, reward, batch_size=batch_size, cache=not no_cache, on_error=on_error
         )
+        click.echo(f"rdbench: {name} = {result.reward_id}", err=True)
         columns[name] = result.as_dict()
         skipped.update(dict(result.skipped))
         del reward

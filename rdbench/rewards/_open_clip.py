@@ -89,6 +89,7 @@ class OpenClipReward(Reward):
         device: torch.device,
         dtype: torch.dtype,
         weights_sha256: str,
+        arch: str,
     ) -> None:
         super().__init__(version, device, dtype)
         self.model = model.to(device=device, dtype=dtype)
@@ -96,6 +97,10 @@ class OpenClipReward(Reward):
         size = model.visual.image_size
         self.image_size = int(size[0] if isinstance(size, tuple | list) else size)
         self.weights_sha256 = weights_sha256
+        self.arch = arch
+
+    def id_options(self) -> dict[str, object]:
+        return {**super().id_options(), "arch": self.arch}
 
     def _pixels_from_pil(self, images: list[Image.Image]) -> torch.Tensor:
         if self.resize == "longest":  # HPSv2: ToTensor first, then resize the float tensor

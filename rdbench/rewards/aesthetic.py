@@ -17,7 +17,7 @@ from rdbench import weights as W
 from rdbench.errors import RdbenchError
 from rdbench.hub import load_state_dict, resolve
 from rdbench.rewards._open_clip import OpenClipReward, build_open_clip
-from rdbench.rewards.base import RewardInfo
+from rdbench.rewards.base import RewardInfo, combine_digests
 
 INFO = RewardInfo(
     name="aesthetic",
@@ -80,7 +80,7 @@ class Aesthetic(OpenClipReward):
     def __init__(self, *args, mlp: AestheticMLP, mlp_sha256: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.mlp = mlp.to(device=self.device, dtype=self.dtype)
-        self.weights_sha256 = mlp_sha256[:12] + self.weights_sha256[:12]
+        self.weights_sha256 = combine_digests(mlp_sha256, self.weights_sha256)
 
     def _forward(self, pixels: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
         return self.mlp(self.image_embeddings(pixels)).squeeze(-1)
@@ -105,6 +105,7 @@ def load(
         device=device,
         dtype=dtype,
         weights_sha256=clip_sha,
+        arch=arch,
         mlp=mlp,
         mlp_sha256=resolved.sha256,
     )

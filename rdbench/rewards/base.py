@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,23 +73,39 @@ def as_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     return names[dtype]
 
 
-def folder_fingerprint(path: str | os.PathLike[str]) -> str:
-    """A cheap content fingerprint of a weights folder (names, sizes, first/last MiB of files).
+def combine_digests(*digests: str) -> str:
+    """One sha256 over several files' sha256 digests (order matters): ``sha256("d1\0d2...")``."""
+    return hashlib.sha256("\0".join(digests).encode()).hexdigest()
 
-    Hashing several GB at every load would cost more than scoring a small image set; a
-    changed weights file changes its size or its head/tail bytes in practice.
+
+def folder_fingerprint(path: str | os.PathLike[str]) -> str:
+    """sha256 over every file of a weights folder: ``sha256`` of the lines
+    ``relative/path\0sha256(file)``, files sorted by path.
+
+    Whole files are hashed (a fine-tuned checkpoint may differ only mid-file); each file's
+    digest is remembered by :func:`rdbench.hub.sha256_file_cached`, so only the first load of
+    a folder pays for reading it.
     """
+    from rdbench.hub import sha256_file_cached
+
     digest = hashlib.sha256()
     root = Path(path)
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        size = file.stat().st_size
-        digest.update(f"{file.relative_to(root).as_posix()}\0{size}\0".encode())
-        with open(file, "rb") as fh:
-            digest.update(fh.read(1 << 20))
-            if size > 2 << 20:
-                fh.seek(-(1 << 20), os.SEEK_END)
-                digest.update(fh.read())
+        rel = file.relative_to(root).as_posix()
+        digest.update(f"{rel}\0{sha256_file_cached(file)}\n".encode())
     return digest.hexdigest()
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def id_value(value: object) -> str:
+    """An option value as written in a reward id: itself when it is a short plain token, else
+    ``sha256:`` and the first 12 hex digits of its sha256 (prompt prefixes, paths...)."""
+    text = str(value).removeprefix("torch.") if isinstance(value, torch.dtype) else str(value)
+    if _PLAIN.fullmatch(text):
+        return text
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def to_pil_rgb(image: ImageInput) -> Image.Image:
@@ -132,16 +149,25 @@ class Reward(torch.nn.Module):
         self.version = version
         self.device = device
         self.dtype = dtype
+        #: sha256 covering every weights file the scores depend on (see ``combine_digests``)
         self.weights_sha256: str = ""
 
     @property
     def name(self) -> str:
         return self.info.name
 
+    def id_options(self) -> dict[str, object]:
+        """Every setting besides the weights that changes the scores (subclasses add theirs)."""
+        return {"dtype": self.dtype}
+
     @property
     def reward_id(self) -> str:
-        """``name:version@sha12``: what a cached or recorded score was computed with."""
-        return f"{self.info.name}:{self.version}@{self.weights_sha256[:12]}"
+        """``name:version@sha12;key=value;...``: what a cached or recorded score was computed
+        with. ``sha12`` starts the digest of all weights files; the options are
+        :meth:`id_options`, sorted by key (values by :func:`id_value`)."""
+        options = sorted(self.id_options().items())
+        tail = "".join(f";{key}={id_value(value)}" for key, value in options)
+        return f"{self.info.name}:{self.version}@{self.weights_sha256[:12]}{tail}"
 
     # --- to implement ---------------------------------------------------------------------
     def _pixels_from_pil(self, images: list[Image.Image]) -> torch.Tensor:

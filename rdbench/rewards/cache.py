@@ -1,7 +1,8 @@
 """Reward scores cached in :class:`rdbench.features.cache.FeatureCache` as 1-d features.
 
-Namespace ``reward:<reward id>`` (``name:version@weights-sha``), so a different version,
-option or weights file never shares scores; ``rdbench cache info|clear`` lists and removes
+Namespace ``reward:<reward id>`` (``name:version@weights-sha;dtype=...;arch=...``, see
+:attr:`rdbench.rewards.base.Reward.reward_id`), so a different version, score-changing option,
+dtype or weights file never shares scores; ``rdbench cache info|clear`` lists and removes
 them with the feature namespaces. Row key: ``sha256(image bytes)`` for prompt-free rewards,
 else ``sha256(image sha256 + ":" + sha256(prompt))``. Rows are float32, which holds the
 float32 (or half precision) model outputs exactly. Chunks are written atomically and a

@@ -10,8 +10,6 @@ truncated to 77 tokens. Range [0, 2.5].
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 
 from rdbench import weights as W
@@ -45,11 +43,8 @@ class CLIPScore(OpenClipReward):
         super().__init__(*args, **kwargs)
         self.prefix = prefix
 
-    @property
-    def reward_id(self) -> str:
-        if self.prefix == PREFIX:
-            return super().reward_id
-        return super().reward_id + "+prefix=" + hashlib.sha256(self.prefix.encode()).hexdigest()[:8]
+    def id_options(self) -> dict[str, object]:
+        return {**super().id_options(), "prefix": self.prefix}
 
     def _forward(self, pixels: torch.Tensor, prompts: list[str] | None) -> torch.Tensor:
         texts = [self.prefix + p for p in prompts]
@@ -75,5 +70,6 @@ def load(
         device=device,
         dtype=dtype,
         weights_sha256=sha,
+        arch=arch,
         prefix=prefix,
     )

@@ -62,4 +62,6 @@ def load(
     if version not in CHECKPOINTS:
         raise RdbenchError(f"unknown HPSv2 version {version!r}; use one of {list(CHECKPOINTS)}")
     model, tokenizer, sha = build_open_clip(arch, CHECKPOINTS[version], weights)
-    return HPSv2(model, tokenizer, version=version, device=device, dtype=dtype, weights_sha256=sha)
+    return HPSv2(
+        model, tokenizer, version=version, device=device, dtype=dtype, weights_sha256=sha, arch=arch
+    )

@@ -22,7 +22,13 @@ from PIL import Image
 from rdbench import weights as W
 from rdbench.errors import RdbenchError
 from rdbench.hub import resolve_folder
-from rdbench.rewards.base import Reward, RewardInfo, encode_unique, folder_fingerprint
+from rdbench.rewards.base import (
+    Reward,
+    RewardInfo,
+    combine_digests,
+    encode_unique,
+    folder_fingerprint,
+)
 from rdbench.rewards.preprocess import (
     normalize,
     pil_resize_center_crop,
@@ -111,6 +117,14 @@ class PickScore(Reward):
         return self.model.logit_scale.exp() * cos
 
 
+def _fingerprint(model_dir: Path, processor_dir: Path) -> str:
+    """Digest of the model folder and, when separate, the tokenizer/preprocessing folder."""
+    model = folder_fingerprint(model_dir)
+    if processor_dir.resolve() == model_dir.resolve():
+        return model
+    return combine_digests(model, folder_fingerprint(processor_dir))
+
+
 def load(
     *,
     version: str,
@@ -141,5 +155,5 @@ def load(
         version=version,
         device=device,
         dtype=dtype,
-        weights_sha256=folder_fingerprint(model_dir),
+        weights_sha256=_fingerprint(model_dir, processor_dir),
     )
