@@ -44,3 +44,18 @@ def test_save_replaces_the_file_and_a_truncated_file_is_one_error(tmp_path):
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(RdbenchError, match="unreadable.*truncated"):
         load_lora(model, path)
+
+
+def test_weights_go_through_the_atomic_writer(tmp_path, monkeypatch):
+    import baselines.core.lora as lora
+    from rdbench.hub import atomic_write_bytes
+
+    written = []
+
+    def spy(path, data):
+        written.append(os.fspath(path))
+        return atomic_write_bytes(path, data)
+
+    monkeypatch.setattr(lora, "atomic_write_bytes", spy)
+    path = save_lora(toy(0), tmp_path / "lora.safetensors", {})
+    assert written == [str(path), str(path) + ".json"]
