@@ -235,6 +235,7 @@ class _Context:
         self.metrics: dict[str, MetricValue] = {}
         self.reference_metrics: dict[str, float] = {}
         self.paired: dict[str, MetricValue] = {}
+        self.reward_ids: list[str] = []  # full ids: weights digest and score-changing options
         self.per_category: dict[str, dict[str, MetricValue]] = {}
         self.per_image: dict[str, dict[str, float]] = {}
         self.skipped: dict[str, str] = dict(gen.skipped)
@@ -552,6 +553,7 @@ def _run_reward(ctx: _Context, name: str) -> None:
         if ctx.ref is not None and not ctx.same:
             distributed_score(ctx.ref, reward, progress=progress, **settings)
         return
+    ctx.reward_ids.append(gen.reward_id)
     ctx.skipped.update(dict(gen.skipped))
     if len(gen.keys) == 0:
         raise RdbenchError(f"reward {name!r}: no image of {str(ctx.gen.root)!r} could be scored")
@@ -582,6 +584,8 @@ def _run_reward(ctx: _Context, name: str) -> None:
 
 def _notes(ctx: _Context, extractors: list[Any]) -> str:
     lines = ["extractor ids: " + ", ".join(e.id for e in extractors)]
+    if ctx.reward_ids:
+        lines.append("reward ids: " + ", ".join(ctx.reward_ids))
     if ctx.ref is None:
         lines.append("no reference set: only reference-free metrics were computed")
     text = "\n".join(lines)

@@ -6,7 +6,8 @@ entry with ``rdbench.hub.resolve`` / ``rdbench.hub.resolve_folder``; override an
 with ``RDBENCH_FILE_<NAME>=/local/path`` (see ``rdbench weights``-style listings in the docs).
 
 ``sha256=None`` means the digest has not been verified by the rdbench maintainers yet: the
-file is still cached atomically and its digest recorded in every result that uses it.
+file is still cached atomically and its digest recorded (in the extractor or reward id) in
+every result that uses it.
 """
 
 from __future__ import annotations

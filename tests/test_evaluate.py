@@ -231,6 +231,7 @@ def test_rewards_mean_per_image_and_paired_difference(world, collapsed_run):
     ref = R.score_imageset(ImageSet.open(world.div), reward, cache=False, progress=False)
     mv = result.metrics["reward/aesthetic"]
     assert mv.value == pytest.approx(gen.scores.mean(), rel=1e-9)
+    assert f"reward ids: {gen.reward_id}" in result.notes  # weights digest, arch, dtype
     assert mv.low <= mv.value <= mv.high and mv.n_resamples == 1000
     per_image = {p.key: p.rewards["aesthetic"] for p in result.per_image}
     assert per_image == pytest.approx(gen.as_dict(), rel=1e-9)
