@@ -107,6 +107,13 @@ aig = ["power:2"]
     return path
 
 
+def pixels(path: Path):
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(path))
+
+
 def invoke(command, args):
     result = CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=True)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -287,7 +294,10 @@ def test_generate_fills_an_image_set_that_rdbench_evaluates(recipe_file, files, 
     (again / lines[0]["path"]).unlink()
     out = invoke(sd, [*args, "--method", "base", "--out", again, "--batch-size", "1"])
     assert "1 images written, 5 already there" in out.output
-    assert {k: (again / k).read_bytes() for k in pngs} == pngs
+    # batch sizes 4 vs 5 and 1: the same images up to float rounding, so at most 1/255 in a PNG
+    for k in pngs:
+        diff = pixels(again / k).astype(int) - pixels(base / k).astype(int)
+        assert abs(diff).max() <= 1, k
     with pytest.raises(RdbenchError, match="needs LoRA"):
         invoke(generate_command, [*args[1:], "--method", "draft", "--out", tmp_path / "d"])
     # `rdbench evaluate DIR --reference BASE` on the generated set
