@@ -144,3 +144,23 @@ def test_bad_arguments(extractor, folder):
         run(folder, extractor, on_error="ignore")
     with pytest.raises(RdbenchError, match="batch_size"):
         run(folder, extractor, batch_size=0)
+
+
+def test_get_reads_only_the_chunks_holding_the_asked_keys(tmp_path, monkeypatch):
+    """The first use reads every chunk's keys only; rows come from the chunks that hold them,
+    so a small evaluation does not load (and verify) a large cache."""
+    import rdbench.features.cache as cache_mod
+
+    store = FeatureCache(tmp_path / "cache")
+    ns = store.namespace("ns", dim=3, extractor="x")
+    keys = [[f"{c}{i}".rjust(64, "0") for i in range(4)] for c in "abc"]
+    for c, chunk_keys in enumerate(keys):
+        ns.put(chunk_keys, np.full((4, 3), float(c), dtype=np.float32))
+    reads = []
+    real = cache_mod.read_chunk
+    monkeypatch.setattr(cache_mod, "read_chunk", lambda p, d: reads.append(p) or real(p, d))
+    fresh = store.namespace("ns", dim=3, extractor="x")
+    assert len(fresh) == 12 and reads == []  # keys only
+    rows = fresh.get([keys[1][2], keys[1][0], "f" * 64])
+    assert list(rows) == [keys[1][2], keys[1][0]] and len(reads) == 1
+    assert all(np.array_equal(r, np.ones(3, dtype=np.float32)) for r in rows.values())

@@ -63,32 +63,43 @@ class NamespaceInfo:
 
 @dataclass
 class CacheNamespace:
-    """The rows of one namespace; :meth:`get` loads (and verifies) chunks on first use."""
+    """The rows of one namespace. The first use reads only the keys of each chunk (an
+    index); :meth:`get` then loads and verifies just the chunks holding the asked-for keys,
+    so memory and time follow the image set, not the whole cache."""
 
     path: Path
     namespace: str
     dim: int
-    _rows: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    _index: dict[str, Path] | None = field(default=None, repr=False)
 
-    def _load(self) -> dict[str, np.ndarray]:
-        if self._rows is None:
-            self._rows = {}
+    def _keys(self) -> dict[str, Path]:
+        if self._index is None:
+            self._index = {}
             for chunk in sorted(self.path.glob("chunk-*.npz")):
-                loaded = read_chunk(chunk, self.dim)
-                if loaded is None:
-                    continue
-                keys, feats = loaded
-                self._rows.update(zip(keys.tolist(), feats, strict=True))
-        return self._rows
+                keys = _read_keys(chunk)
+                if keys is not None:
+                    self._index.update(dict.fromkeys(keys.tolist(), chunk))
+        return self._index
 
     def __len__(self) -> int:
-        """Number of cached rows (loads and verifies the chunks on first use)."""
-        return len(self._load())
+        """Number of cached rows (reads the chunks' keys on first use)."""
+        return len(self._keys())
 
     def get(self, keys: list[str]) -> dict[str, np.ndarray]:
-        """Cached rows for those of ``keys`` that are present."""
-        rows = self._load()
-        return {k: rows[k] for k in keys if k in rows}
+        """Cached rows for those of ``keys`` that are present (corrupt chunks are dropped)."""
+        index = self._keys()
+        wanted = {k for k in keys if k in index}
+        out: dict[str, np.ndarray] = {}
+        for chunk in sorted({index[k] for k in wanted}):
+            loaded = read_chunk(chunk, self.dim)
+            if loaded is None:  # deleted: its rows are recomputed
+                for k in [k for k, c in index.items() if c == chunk]:
+                    del index[k]
+                continue
+            for key, row in zip(loaded[0].tolist(), loaded[1], strict=True):
+                if key in wanted and index.get(key) == chunk:
+                    out[key] = row
+        return {k: out[k] for k in keys if k in out}
 
     def put(self, keys: list[str], features: np.ndarray) -> None:
         """Write one chunk atomically (temporary file + rename) and remember its rows."""
@@ -103,9 +114,29 @@ class CacheNamespace:
         karr = np.asarray(keys, dtype="<U64")
         buf = io.BytesIO()
         np.savez(buf, keys=karr, features=arr, checksum=np.asarray(_checksum(karr, arr)))
-        hub.atomic_write_bytes(self.path / f"chunk-{uuid.uuid4().hex}.npz", buf.getvalue())
-        if self._rows is not None:
-            self._rows.update(zip(keys, arr, strict=True))
+        chunk = self.path / f"chunk-{uuid.uuid4().hex}.npz"
+        hub.atomic_write_bytes(chunk, buf.getvalue())
+        if self._index is not None:
+            self._index.update(dict.fromkeys(keys, chunk))
+
+
+def _read_keys(path: Path) -> np.ndarray | None:
+    """The keys of a chunk (one small member of the archive), or ``None`` after deleting an
+    unreadable chunk."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = data["keys"]
+        if keys.ndim == 1:
+            return keys
+        reason = f"keys of shape {keys.shape}"
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    warnings.warn(
+        f"feature cache: corrupt chunk {path} ({reason}); deleted, its rows will be recomputed",
+        stacklevel=3,
+    )
+    path.unlink(missing_ok=True)
+    return None
 
 
 def read_chunk(path: Path, dim: int) -> tuple[np.ndarray, np.ndarray] | None:
