@@ -580,7 +580,16 @@ def pair(a: ImageSet, b: ImageSet) -> Pairing:
     pairs = [(item, index_b[item.pair_key]) for item in a.items if item.pair_key in index_b]
     only_a = [item for item in a.items if item.pair_key not in index_b]
     only_b = [item for item in b.items if item.pair_key not in keys_a]
-    return Pairing(pairs, only_a, only_b)
+    differ = sorted(
+        {x.prompt_id for x, y in pairs if None not in (x.prompt, y.prompt) and x.prompt != y.prompt}
+    )
+    note = ""
+    if differ:  # same ids, other prompts: the two sets come from different plans
+        note = (
+            f"{len(differ)} prompt id(s) have other prompt texts in the two sets (first: "
+            f"{differ[0]!r}); check that both were generated from the same plan"[:400]
+        )
+    return Pairing(pairs, only_a, only_b, note)
 
 
 # --------------------------------------------------------------------------- writing

@@ -508,3 +508,12 @@ def test_manifest_refuses_two_texts_for_one_prompt_id_and_deep_nesting():
     deep = "[" * 100_000 + "]" * 100_000
     with pytest.raises(RdbenchError, match="line 1: JSON nested too deeply"):
         parse_manifest(deep.encode(), "m.jsonl")
+
+
+def test_pairing_notes_prompt_ids_whose_texts_differ(tmp_path):
+    for name, text in (("a", "a cat"), ("b", "a red bus")):
+        _png(tmp_path / name / "x.png")
+        write_manifest_lines(tmp_path / name, [_record("x.png") | {"prompt": text}])
+    pairing = pair(ImageSet.open(tmp_path / "a"), ImageSet.open(tmp_path / "b"))
+    assert pairing.n_matched == 1 and "1 prompt id(s) have other prompt texts" in pairing.note
+    assert pair(ImageSet.open(tmp_path / "a"), ImageSet.open(tmp_path / "a")).note == ""
