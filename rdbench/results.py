@@ -474,9 +474,24 @@ def describe_errors(exc: ValidationError, limit: int = 5) -> str:
     return "; ".join(parts)
 
 
+def _tighten(node: Any) -> Any:
+    """What pydantic's export leaves open and validation refuses: metric-table keys get the
+    metric-key pattern, pattern-keyed objects (params, categories) no other keys."""
+    if isinstance(node, dict):
+        node = {k: _tighten(v) for k, v in node.items()}
+        if "patternProperties" in node and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        if node.get("additionalProperties") == {"$ref": "#/$defs/MetricValue"}:
+            node["propertyNames"] = {"pattern": _METRIC_KEY_PATTERN}
+        return node
+    if isinstance(node, list):
+        return [_tighten(v) for v in node]
+    return node
+
+
 def export_schema(path: str | os.PathLike[str] | None = None) -> str:
     """The JSON Schema of ``Result`` as canonical JSON; written to ``path`` when given."""
-    schema = Result.model_json_schema()
+    schema = _tighten(Result.model_json_schema())
     schema["$id"] = SCHEMA_VERSION
     schema["title"] = "rdbench result"
     text = canonical_json(schema)

@@ -240,3 +240,19 @@ def test_per_category_and_per_image_round_trip_and_checks():
     data["per_category"] = {"animals": {"fid/nope": {"value": 1.0}}}
     with pytest.raises(RdbenchError, match="feature extractor listed"):
         Result.from_dict(data)
+
+
+def test_exported_json_schema_refuses_what_validation_refuses():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.validate(as_dict(make_result()), schema)
+    bad_metric = mutate("metrics.FID Score", {"value": 1.0})
+    bad_param = as_dict(make_result())
+    bad_param["method"]["params"] = {"Bad Key": 1}
+    bad_category = as_dict(make_result())
+    bad_category["per_category"] = {"../x": {"fid/raw": {"value": 1.0}}}
+    for doc in (bad_metric, bad_param, bad_category):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(doc, schema)
+        with pytest.raises(RdbenchError):
+            Result.from_dict(doc)
