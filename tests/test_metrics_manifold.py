@@ -316,3 +316,23 @@ def test_reduced_precision_matmul_falls_back_to_float64():
         torch.set_float32_matmul_precision(before)
     assert manifold._Float32Error.make(x, y, 1.0) is not None
     assert manifold._Float32Error.make(x, y, 1e38) is None  # float32 range
+
+
+def test_one_far_outlier_does_not_change_other_decisions():
+    """Radii were widened by the rounding bound of the largest norm in the data, so one point
+    at 1e6 moved every ball (all four metrics wrong); the bound is now each ball's own."""
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 16)), rng.normal(size=(300, 16)) + 1.0
+    y[0] = 1e6
+    out = prdc(x, y, k=5, progress=False)
+    dxx, dyy, dxy = cdist(x, x), cdist(y, y), cdist(x, y)
+    np.fill_diagonal(dxx, np.inf)
+    np.fill_diagonal(dyy, np.inf)
+    rx, ry = np.sort(dxx, 1)[:, 4], np.sort(dyy, 1)[:, 4]
+    inside = dxy <= rx[:, None]
+    assert out.precision == inside.any(0).mean()
+    assert out.recall == (dxy <= ry[None, :]).any(1).mean()
+    assert out.density == inside.sum() / (5 * len(y))
+    assert out.coverage == (dxy.min(1) <= rx).mean()

@@ -22,8 +22,9 @@ Computation: squared Euclidean distances in float64 by blocks of ``batch_size`` 
 (||a||^2 + ||b||^2 - 2 a.b on data centred at the reference mean), running top-k for the
 radii, and membership tests block by block, so memory is O((N + M) d + batch_size^2) instead
 of the O(N M) distance matrices of prdc. Radii are widened by the rounding bound of that
-formula (about 1e-12 of the squared norms) so that exact ties and duplicates count as inside
-whatever the block layout; results do not depend on ``batch_size``.
+formula near the ball (about 1e-12 of the centre's squared norm and the radius, ``_widened``)
+so that exact ties and duplicates count as inside whatever the block layout; results do not
+depend on ``batch_size``.
 
 On CPU (and CUDA without TF32) the block products run in float32, about twice as fast, and
 the decisions stay those of float64: with a rigorous bound E on |d2_float32 - d2_float64|
@@ -229,18 +230,28 @@ def _compute(
     with bar:
         needed = tuple(k for k in (k_pr, k_dc) if k is not None)
         ref_knn = knn(x, k_ref, bar, **({"need": needed} if knn32 else {}))
-        tol_x = scale * (x.sq_norms + nmax)
-        r_pr = ref_knn[:, k_pr - 1] + tol_x if k_pr is not None else None
-        r_dc = ref_knn[:, k_dc - 1] + tol_x if k_dc is not None else None
+        r_pr = _widened(ref_knn[:, k_pr - 1], x.sq_norms, scale) if k_pr is not None else None
+        r_dc = _widened(ref_knn[:, k_dc - 1], x.sq_norms, scale) if k_dc is not None else None
         if k_pr == k_dc:
             r_dc = r_pr  # one comparison per block serves all four metrics
         r_gen = None
         if k_pr is not None:
             gen_knn = knn(y, k_pr, bar, **({"need": (k_pr,)} if knn32 else {}))
-            r_gen = gen_knn[:, k_pr - 1] + scale * (y.sq_norms + nmax)
+            r_gen = _widened(gen_knn[:, k_pr - 1], y.sq_norms, scale)
         if err is not None:
             return _cross_sweep32(x, y, r_pr, r_dc, r_gen, k_dc, bar, err)
         return _cross_sweep(x, y, r_pr, r_dc, r_gen, k_dc, bar)
+
+
+def _widened(r: torch.Tensor, sq_norms: torch.Tensor, scale: float) -> torch.Tensor:
+    """Squared radii ``r`` of centres with squared norms ``sq_norms``, plus the rounding bound
+    ``scale (||a||^2 + ||b||^2)`` of the radius and of a query distance near it.
+
+    Only points near a ball's boundary need it, and those are close to the centre a: with
+    ||b||^2 <= 2 ||a||^2 + 2 r for the k-th neighbour and for a query at distance ~r, the bound
+    is below ``scale (3 ||a||^2 + 2 r)`` (with slack: 3 r). Unlike the largest norm of the
+    data, this does not let one far outlier widen every ball."""
+    return r + scale * (3.0 * sq_norms + 3.0 * r.clamp(min=0.0))
 
 
 def _cross_sweep(
