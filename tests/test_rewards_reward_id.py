@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
+from imagegen import make_image_set
 from tiny_models import register_open_clip_config
 from tiny_rewards import (
     TINY_ARCH,
@@ -37,14 +37,8 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def image_set(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reward_id_set")
-    rng = np.random.default_rng(0)
-    lines = []
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / f"{i}.png")
-        lines.append({"path": f"{i}.png", "prompt_id": f"p{i}", "prompt": "a cat", "seed": 0})
-    (root / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return ImageSet.open(root)
+    root = tmp_path_factory.mktemp("reward_id_set") / "set"
+    return ImageSet.open(make_image_set(root, 3, [0], size=(48, 40)))
 
 
 def _aesthetic(files, clip="clip1", arch=TINY_ARCH, dtype=None):

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
+from imagegen import make_image_set
 from tiny_rewards import TINY_ARCH, make_open_clip_file
 
 import rdbench.rewards as R
@@ -16,14 +16,7 @@ from rdbench.imageset import ImageSet
 
 def test_empty_option_value_turns_the_clipscore_prefix_off(tmp_path, capsys):
     clip = make_open_clip_file(tmp_path, seed=1)
-    root = tmp_path / "set"
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    lines = []
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / f"{i}.png")
-        lines.append({"path": f"{i}.png", "prompt_id": f"p{i}", "prompt": "the cat", "seed": 0})
-    (root / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    root = make_image_set(tmp_path / "set", 2, [0], size=(40, 40))
     out = tmp_path / "scores.jsonl"
     args = ["score", str(root), "--reward", "clipscore", "--out", str(out), "--device", "cpu"]
     args += ["--weights", f"clipscore={clip}", "--option", f"clipscore.arch={TINY_ARCH}"]
