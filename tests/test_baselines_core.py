@@ -191,6 +191,37 @@ def test_aig_mixed_adapter_batch_matches_two_passes(mixing):
     assert torch.isfinite(lin).all()
 
 
+@pytest.mark.parametrize("mixing", ["rows", "peft", "two-pass"])
+def test_aig_and_base_predictors_walk_the_model_once_not_per_step(mixing, monkeypatch):
+    # lora_layers walks every module (milliseconds on an SD UNet, and on a GPU host time that
+    # stalls the queue); the predictors look the layers up when made, never per step
+    import baselines.core.guidance as guidance
+    import baselines.core.lora as lora
+
+    model = tiny_model()
+    perturb(model)
+    calls = []
+
+    def counted(m):
+        calls.append(m)
+        return lora_layers(m)
+
+    monkeypatch.setattr(guidance, "lora_layers", counted)
+    monkeypatch.setattr(lora, "lora_layers", counted)
+    x = noise()
+    aig = run(aig_predictor(model, model, None, "linear", STEPS, mixing=mixing), x)
+    assert len(calls) == 1
+    base = run(base_predictor(model, model, None), x)
+    assert len(calls) == 2
+    # and the results are those of the per-step lookups
+    monkeypatch.undo()
+    torch.testing.assert_close(
+        aig, run(aig_predictor(model, model, None, "linear", STEPS, mixing=mixing), x)
+    )
+    with adapters_disabled(model):
+        torch.testing.assert_close(base, run(predictor(model, None), x), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("mixing", ["rows", "peft"])
 def test_aig_mixed_batch_through_cfg_wrapper(mixing):
     model = tiny_model(n_prompts=2)

@@ -24,16 +24,17 @@ layer sees a batch that is not a multiple of ``2b``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache, partial
 from typing import Any
 
 import torch
+from peft.tuners.lora import LoraLayer
 from peft.tuners.lora.layer import Conv1d, Conv2d, Conv3d, Linear
 from torch import nn
 
-from baselines.core.lora import active_adapter, adapters_disabled, lora_layers
+from baselines.core.lora import adapters_disabled, lora_layers
 from baselines.core.sampling import Denoiser, Predictor, concat_cond
 from baselines.core.schedules import Schedule, parse_schedule
 
@@ -46,6 +47,10 @@ _ROW_KINDS = (Linear, Conv1d, Conv2d, Conv3d)  # peft LoRA layers computing ``..
 
 class CannotMix(ValueError):
     """Raised where a batch or a LoRA layer cannot be mixed; callers fall back to two passes."""
+
+
+def _layers(model: nn.Module, layers: Sequence[LoraLayer] | None) -> Sequence[LoraLayer]:
+    return lora_layers(model) if layers is None else layers
 
 
 def _tiles(n: int, period: int) -> int:
@@ -77,16 +82,17 @@ class _RowScales:
 
 
 def _mixable_layers(
-    model: nn.Module, adapter: str, kinds: tuple[type, ...] = (nn.Module,)
-) -> list[nn.Module]:
-    """The LoRA layers, if each is a plain unmerged ``adapter`` layer of one of ``kinds``."""
-    layers = lora_layers(model)
+    layers: Sequence[LoraLayer], kinds: tuple[type, ...] = (nn.Module,), adapter: str | None = None
+) -> tuple[str, Sequence[LoraLayer]]:
+    """``adapter`` (default: the active one) and ``layers``, if each is a plain unmerged
+    ``adapter`` layer of one of ``kinds``."""
+    adapter = layers[0].active_adapters[0] if adapter is None else adapter
     for m in layers:
         if m.merged or adapter in getattr(m, "lora_variant", {}) or adapter not in m.scaling:
             raise CannotMix(f"LoRA layer {type(m).__name__} cannot mix (merged or a variant)")
         if not isinstance(m, kinds):
             raise CannotMix(f"LoRA layer {type(m).__name__} cannot mix rows")
-    return layers
+    return adapter, layers
 
 
 @cache
@@ -99,16 +105,17 @@ def _exact_in(s: float, dtype: torch.dtype) -> bool:
 
 
 @contextmanager
-def row_scaled(model: nn.Module, b: int) -> Iterator[None]:
+def row_scaled(
+    model: nn.Module, b: int, *, layers: Sequence[LoraLayer] | None = None
+) -> Iterator[None]:
     """Rows ``[x (b rows); x (b rows)]`` get base / finetuned LoRA layers (tiled over CFG).
 
     Each LoRA layer computes ``W x + s_r * B A x`` with ``s_r = 0`` on base rows, so those are
     exactly ``W x`` (while ``B A x`` is finite); the adapter's scale ``s`` on entry (including
     an outer :func:`baselines.core.lora.lora_scale`) is kept, and scale changes made inside
-    the block are not seen.
+    the block are not seen. ``layers``: ``lora_layers(model)`` if already looked up.
     """
-    adapter = active_adapter(model)
-    layers = _mixable_layers(model, adapter, _ROW_KINDS)
+    adapter, layers = _mixable_layers(_layers(model, layers), _ROW_KINDS)
     scales, saved = _RowScales(b), [m.scaling[adapter] for m in layers]
     for m, s in zip(layers, saved, strict=True):
         if not _exact_in(s, m.lora_B[adapter].weight.dtype):
@@ -131,12 +138,14 @@ def row_scaled(model: nn.Module, b: int) -> Iterator[None]:
 
 
 @contextmanager
-def mixed_adapters(model: nn.Module, names: list[str]) -> Iterator[None]:
+def mixed_adapters(
+    model: nn.Module, names: list[str], *, layers: Sequence[LoraLayer] | None = None
+) -> Iterator[None]:
     """Tag batch rows with peft adapter names in every LoRA layer (tiled over wrappers like CFG)."""
     adapter = next(n for n in names if n != "__base__")
     handles = [
         m.register_forward_pre_hook(partial(_names_hook, names), with_kwargs=True)
-        for m in _mixable_layers(model, adapter)
+        for m in _mixable_layers(_layers(model, layers), adapter=adapter)[1]
     ]
     try:
         yield
@@ -153,10 +162,16 @@ def base_and_finetuned(
     cond: Any,
     *,
     mixing: str = "rows",
+    layers: Sequence[LoraLayer] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(eps_base, eps_ft)``: one mixed-adapter forward where possible, else two passes."""
+    """``(eps_base, eps_ft)``: one mixed-adapter forward where possible, else two passes.
+
+    ``layers``: ``lora_layers(model)`` if already looked up (a walk over every module, which
+    costs milliseconds of host time on an SD UNet: samplers look them up once, not per step).
+    """
     if mixing not in MIXING:
         raise ValueError(f"unknown mixing {mixing!r}; choose one of {MIXING}")
+    layers = _layers(model, layers)
     if mixing != "two-pass":
         b = x.shape[0]
         try:
@@ -165,15 +180,16 @@ def base_and_finetuned(
             except TypeError as err:
                 raise CannotMix(str(err)) from err
             if mixing == "rows":
-                mix = row_scaled(model, b)
+                mix = row_scaled(model, b, layers=layers)
             else:
-                mix = mixed_adapters(model, ["__base__"] * b + [active_adapter(model)] * b)
+                names = ["__base__"] * b + [layers[0].active_adapters[0]] * b
+                mix = mixed_adapters(model, names, layers=layers)
             with mix:
                 eps = denoiser(torch.cat([x, x]), t, cond2)
             return eps[:b], eps[b:]
         except CannotMix:
             pass  # a batch or LoRA layer that cannot mix: two passes below
-    with adapters_disabled(model):
+    with adapters_disabled(model, layers=layers):
         eps_base = denoiser(x, t, cond)
     return eps_base, denoiser(x, t, cond)
 
@@ -187,17 +203,20 @@ def aig_predictor(
     *,
     mixing: str = "rows",
 ) -> Predictor:
-    """The AIG predictor for :func:`baselines.core.sampling.sample`."""
-    g_of = parse_schedule(schedule)
+    """The AIG predictor for :func:`baselines.core.sampling.sample` (the model's LoRA layers
+    are looked up here, once)."""
+    g_of, layers = parse_schedule(schedule), lora_layers(model)
 
     def predict(x: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
         g = g_of(i, num_steps)
         if g == 0.0:
-            with adapters_disabled(model):
+            with adapters_disabled(model, layers=layers):
                 return denoiser(x, t, cond)
         if g == 1.0:
             return denoiser(x, t, cond)
-        eps_base, eps_ft = base_and_finetuned(model, denoiser, x, t, cond, mixing=mixing)
+        eps_base, eps_ft = base_and_finetuned(
+            model, denoiser, x, t, cond, mixing=mixing, layers=layers
+        )
         return (1.0 - g) * eps_base + g * eps_ft
 
     return predict
@@ -205,9 +224,10 @@ def aig_predictor(
 
 def base_predictor(model: nn.Module, denoiser: Denoiser, cond: Any) -> Predictor:
     """The base model (adapters disabled) at every step."""
+    layers = lora_layers(model)
 
     def predict(x: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
-        with adapters_disabled(model):
+        with adapters_disabled(model, layers=layers):
             return denoiser(x, t, cond)
 
     return predict

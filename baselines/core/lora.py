@@ -69,9 +69,14 @@ def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 @contextmanager
-def adapters_disabled(model: nn.Module) -> Iterator[None]:
-    """Run the base model from the same network: no second copy in memory."""
-    layers = lora_layers(model)
+def adapters_disabled(
+    model: nn.Module, *, layers: Sequence[LoraLayer] | None = None
+) -> Iterator[None]:
+    """Run the base model from the same network: no second copy in memory.
+
+    ``layers``: ``lora_layers(model)`` if already looked up (samplers do it once, not per step).
+    """
+    layers = lora_layers(model) if layers is None else layers
     grads = {id(p): p.requires_grad for m in layers for p in m.parameters()}
     previous = [m.disable_adapters for m in layers]
     for m in layers:
