@@ -25,6 +25,10 @@ def test_gpu_smoke_runs_on_the_cpu_and_writes_its_figures(tmp_path, capsys):
     s = figures["sampling"]
     for key in ("plain_double", "aig_rows", "aig_peft", "aig_two_pass"):
         assert s[f"{key}_ratio"] == s[key] / s["plain"] > 0
+    # float32 on the CPU: each one-forward mixing samples what two passes sample
+    assert set(s["max_abs_diff"]) == {"rows", "peft", "plain_batch"}
+    for diff in s["max_abs_diff"].values():
+        assert 0 <= diff["final"] < 1e-4 and 0 <= diff["step"] < 1e-4
     ops = s["ops"]
     assert ops["rows"]["host_tensors"] == ops["plain"]["host_tensors"]
     assert ops["peft"]["host_tensors"] > ops["rows"]["host_tensors"]

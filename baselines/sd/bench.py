@@ -26,7 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from baselines.core.draft import DraftConfig, train_draft
 from baselines.core.guidance import MIXING, aig_predictor, base_and_finetuned
 from baselines.core.lora import lora_parameters
-from baselines.core.sampling import make_scheduler, predictor, sample
+from baselines.core.sampling import concat_cond, make_scheduler, predictor, sample
 from baselines.sd.pipeline import SDPipeline
 
 #: UNet2DConditionModel config of CompVis/stable-diffusion-v1-4 (unet/config.json)
@@ -199,12 +199,17 @@ def time_sampling(
 
     ``plain_double`` samples ``2 x batch`` images: the compute of one mixed forward on
     ``[x; x]``, so ``aig_rows`` near ``plain_double`` means mixing adds no overhead of its own.
-    ``ops`` counts the aten ops of one UNet step (plain, and each mixing).
+    ``ops`` counts the aten ops of one UNet step (plain, and each mixing);
+    ``max_abs_diff`` compares each one-forward mixing with two passes (final latents, and both
+    predictions of one UNet step), next to the rounding floor: plain sampling of ``x`` alone
+    vs inside ``[x; x]`` (zero in float32 on the CPU; low-precision GPU kernels round by batch
+    size, and sampling amplifies it).
     """
     device = pipe.device
-    cond, cond2 = random_cond(pipe, batch), random_cond(pipe, 2 * batch)
-    noise = torch.randn(2 * batch, *pipe.latent_shape, generator=torch.Generator().manual_seed(1))
-    noise = noise.to(device, pipe.dtype)
+    cond = random_cond(pipe, batch)
+    cond2 = concat_cond(cond, cond)
+    noise = torch.randn(batch, *pipe.latent_shape, generator=torch.Generator().manual_seed(1))
+    noise = noise.to(device, pipe.dtype).repeat(2, *[1] * len(pipe.latent_shape))
     den = pipe.denoiser()
     makers: dict[str, Callable[[], Any]] = {
         "plain": lambda: predictor(den, cond),
@@ -217,6 +222,7 @@ def time_sampling(
         },
     }
     out: dict[str, Any] = {}
+    final: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for name, make in makers.items():
             x = noise if name == "plain_double" else noise[:batch]
@@ -224,10 +230,12 @@ def time_sampling(
             _sync(device)
             start = time.perf_counter()
             for _ in range(repeats):
-                sample(make(), pipe.scheduler, x, num_steps=num_steps)
+                final[name] = sample(make(), pipe.scheduler, x, num_steps=num_steps)
             _sync(device)
             out[name] = (time.perf_counter() - start) / repeats
         t, x = pipe.scheduler.timesteps[0], noise[:batch]
+        step = {m: base_and_finetuned(pipe.unet, den, x, t, cond, mixing=m) for m in MIXING}
+        step_plain = (den(x, t, cond), den(noise, t, cond2)[:batch])
         out["ops"] = {
             "plain": _op_summary(lambda: den(x, t, cond)),
             **{
@@ -237,7 +245,23 @@ def time_sampling(
         }
     for name in list(makers)[1:]:
         out[f"{name}_ratio"] = out[name] / out["plain"]
+    diffs: dict[str, dict[str, float]] = {}
+    for m in MIXING[:-1]:
+        (base, ft), (base2, ft2) = step[m], step["two-pass"]
+        diffs[m] = {
+            "final": _max_abs(final[f"aig_{m.replace('-', '_')}"], final["aig_two_pass"]),
+            "step": max(_max_abs(base, base2), _max_abs(ft, ft2)),
+        }
+    diffs["plain_batch"] = {
+        "final": _max_abs(final["plain"], final["plain_double"][:batch]),
+        "step": _max_abs(*step_plain),
+    }
+    out["max_abs_diff"] = diffs
     return out
+
+
+def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.float() - b.float()).abs().max().item()
 
 
 def _op_summary(fn: Callable[[], Any]) -> dict[str, int]:
@@ -287,6 +311,13 @@ def run_benchmark(
     }
     for key, label in labels.items():
         log(f"    {label}: {s[key]:.3f} s ({s[key + '_ratio']:.2f}x)")
+    d = s["max_abs_diff"]
+    log(
+        "  max |diff| (final latents / one UNet step): AIG rows vs two passes "
+        f"{d['rows']['final']:.2e} / {d['rows']['step']:.2e}, peft vs two passes "
+        f"{d['peft']['final']:.2e} / {d['peft']['step']:.2e}; rounding floor, plain x vs "
+        f"x in [x; x]: {d['plain_batch']['final']:.2e} / {d['plain_batch']['step']:.2e}"
+    )
     ops = ", ".join(
         f"{k} {v['total']} ({v['host_tensors']} from host)" for k, v in s["ops"].items()
     )
