@@ -152,6 +152,29 @@ def test_draft_steps_raise_the_reward():
     assert after > before + 0.05
 
 
+def test_adapters_disabled_is_the_network_without_lora_and_restores_every_flag():
+    model = tiny_model()
+    perturb(model)
+    torch.manual_seed(0)  # tiny_model's seed: the same base weights, no LoRA injected
+    plain = ToyDenoiser(ToyModelConfig(dim=2, hidden=16, depth=1, time_dim=8, n_prompts=1))
+    x, t = noise(), torch.tensor(400)
+    layers = lora_layers(model)
+    layers[0].enable_adapters(False)  # one layer already off: it must stay off
+    layers[0].lora_A["default"].weight.requires_grad_(True)
+    grads = [p.requires_grad for p in model.parameters()]
+    with adapters_disabled(model):
+        # peft's own state says so, and the forward is the network without LoRA, bit for bit
+        assert all(m.disable_adapters for m in layers)
+        assert torch.equal(model(x, t, None), plain(x, t, None))
+        assert [p.requires_grad for p in model.parameters()] == grads
+        with adapters_disabled(model, layers=layers):
+            pass
+        assert all(m.disable_adapters for m in layers)
+    assert [m.disable_adapters for m in layers] == [True] + [False] * (len(layers) - 1)
+    assert [p.requires_grad for p in model.parameters()] == grads
+    assert not torch.equal(model(x, t, None), plain(x, t, None))
+
+
 def test_scale_zero_and_aig_base_reproduce_base_sampling_bit_for_bit():
     model = tiny_model()
     perturb(model)
