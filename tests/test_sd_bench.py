@@ -23,7 +23,7 @@ def test_gpu_smoke_runs_on_the_cpu_and_writes_its_figures(tmp_path, capsys):
     for key in ("draft_ckpt", "draft_nockpt"):
         assert figures[key]["steps_per_s"] > 0 and figures[key]["peak_gib"] is None
     s = figures["sampling"]
-    for key in ("plain_double", "aig_rows", "aig_peft", "aig_two_pass"):
+    for key in ("plain_double", "base", "aig_rows", "aig_peft", "aig_two_pass"):
         assert s[f"{key}_ratio"] == s[key] / s["plain"] > 0
     # float32 on the CPU: each one-forward mixing samples what two passes sample
     assert set(s["max_abs_diff"]) == {"rows", "peft", "plain_batch"}

@@ -24,7 +24,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from baselines.core.draft import DraftConfig, train_draft
-from baselines.core.guidance import MIXING, aig_predictor, base_and_finetuned
+from baselines.core.guidance import MIXING, aig_predictor, base_and_finetuned, base_predictor
 from baselines.core.lora import lora_parameters
 from baselines.core.sampling import concat_cond, make_scheduler, predictor, sample
 from baselines.sd.pipeline import SDPipeline
@@ -195,7 +195,8 @@ def time_draft(
 def time_sampling(
     pipe: SDPipeline, *, batch: int, num_steps: int, repeats: int, schedule: str = "power:2"
 ) -> dict[str, Any]:
-    """Seconds per batch of finetuned sampling and of AIG with each mixing; ratios to plain.
+    """Seconds per batch of finetuned sampling, base sampling and AIG with each mixing; ratios
+    to plain (finetuned) sampling.
 
     ``plain_double`` samples ``2 x batch`` images: the compute of one mixed forward on
     ``[x; x]``, so ``aig_rows`` near ``plain_double`` means mixing adds no overhead of its own.
@@ -214,6 +215,7 @@ def time_sampling(
     makers: dict[str, Callable[[], Any]] = {
         "plain": lambda: predictor(den, cond),
         "plain_double": lambda: predictor(den, cond2),
+        "base": lambda: base_predictor(pipe.unet, den, cond),
         **{
             f"aig_{m.replace('-', '_')}": partial(
                 aig_predictor, pipe.unet, den, cond, schedule, num_steps, mixing=m
@@ -305,6 +307,7 @@ def run_benchmark(
     log(f"  sampling {num_steps} steps, finetuned: {s['plain']:.3f} s")
     labels = {
         "plain_double": f"finetuned, batch {2 * batch}",
+        "base": "base (adapters disabled)",
         "aig_rows": "AIG, one forward, row-scaled LoRA",
         "aig_peft": "AIG, one forward, peft adapter_names",
         "aig_two_pass": "AIG, two passes",
