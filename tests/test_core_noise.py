@@ -56,8 +56,7 @@ def test_eta_and_lv_draws_go_through_the_generator_device(monkeypatch):
         seen.append(tuple(shape))
         return original(shape, generator, like=like)
 
-    monkeypatch.setattr(sampling, "randn", spy)
-    monkeypatch.setattr("baselines.core.draft.randn", spy)
+    monkeypatch.setattr(sampling, "randn", spy)  # draft draws through sampling.shard_randn
     calls: list = []
     monkeypatch.setattr(torch, "randn", strict_randn(calls))
     config = DraftConfig(num_inference_steps=3, lv=2, eta=0.5)

@@ -245,9 +245,17 @@ def test_train_runs_through_an_accelerator(recipe_file, tmp_path, monkeypatch):
     assert [r["step"] for r in read_curve(result.curve)] == [0, 1, 2]
 
 
-def test_train_shards_over_two_processes_like_one_big_batch(recipe_file, tmp_path):
-    """2 gloo processes x batch 1 == 1 process x batch 2: same draws, gradients averaged."""
-    one = train(load_recipe(recipe_file, {"train.steps": 2}), tmp_path / "one", progress=False)
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"train.lv": 1, "sampling.eta": 0.5}],
+    ids=["draft-k", "draft-lv-with-step-noise"],
+)
+def test_train_shards_over_two_processes_like_one_big_batch(recipe_file, tmp_path, extra):
+    """2 gloo processes x batch 1 == 1 process x batch 2: same draws, gradients averaged (also
+    DRaFT-LV's re-noise and DDIM's per-step noise, drawn for the world batch and sliced)."""
+    one = train(
+        load_recipe(recipe_file, {"train.steps": 2, **extra}), tmp_path / "one", progress=False
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
@@ -260,6 +268,7 @@ def test_train_shards_over_two_processes_like_one_big_batch(recipe_file, tmp_pat
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cmd += [str(worker), "train", "--recipe", str(recipe_file), "--no-progress"]
     cmd += ["--out", str(tmp_path / "two"), "--set", "train.steps=2", "--set", "train.batch_size=1"]
+    cmd += [arg for key, value in extra.items() for arg in ("--set", f"{key}={value}")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = load_file(one.lora), load_file(tmp_path / "two" / "lora.safetensors")

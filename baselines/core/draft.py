@@ -30,9 +30,10 @@ from baselines.core.sampling import (
     Denoiser,
     checkpointed,
     denoise_step,
-    randn,
+    needs_step_noise,
     renoise_last,
     sample,
+    shard_randn,
 )
 from rdbench.errors import RdbenchError
 
@@ -40,7 +41,8 @@ Reward = Callable[[torch.Tensor, Any], torch.Tensor]
 """``reward(x_0, cond) -> (B,)`` differentiable rewards."""
 
 Batches = Callable[[torch.Generator], tuple[Any, torch.Tensor]]
-"""``batches(generator) -> (cond, noise)`` for one micro-batch."""
+"""``batches(generator) -> (cond, noise)`` for one micro-batch (with several processes: this
+process's rows of a world batch drawn the same on every process, as ``shard_randn`` draws)."""
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,21 @@ def draft_loss(
     noise: torch.Tensor,
     config: DraftConfig,
     generator: torch.Generator | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The DRaFT loss for one micro-batch, and its parts (reward, kl) as floats."""
+    """The DRaFT loss for one micro-batch, and its parts (reward, kl) as floats.
+
+    ``shard = (rank, world)``: this micro-batch is process ``rank``'s rows of a world batch;
+    the step noise (DDIM with eta > 0) and DRaFT-LV's re-noise are drawn for the world batch
+    and sliced (:func:`baselines.core.sampling.shard_randn`), as the caller's initial noise
+    must be, so the run does not depend on the number of processes.
+    """
     net = checkpointed(denoiser) if config.checkpoint else denoiser
     predict = KLPredictor(model, net, cond)
     steps = config.num_inference_steps
+    step_noise = None
+    if needs_step_noise(scheduler, config.eta):
+        step_noise = shard_randn((steps,), noise, generator, shard)
     if config.lv:
         x0 = sample(
             predict,
@@ -96,11 +108,11 @@ def draft_loss(
             num_steps=steps,
             eta=config.eta,
             grad_steps=0,
-            generator=generator,
+            step_noise=step_noise,
         )
         rewards = []
         for _ in range(config.lv):
-            fresh = randn(tuple(noise.shape), generator, like=noise)
+            fresh = shard_randn((), noise, generator, shard)
             x_last = renoise_last(scheduler, x0, fresh)
             rewards.append(reward(denoise_step(scheduler, predict, x_last, steps - 1), cond))
         r = torch.stack(rewards).mean(0)
@@ -112,7 +124,7 @@ def draft_loss(
             num_steps=steps,
             eta=config.eta,
             grad_steps=config.k,
-            generator=generator,
+            step_noise=step_noise,
         )
         r = reward(x0, cond)
     kl = predict.penalty().to(r.device)
@@ -160,6 +172,8 @@ def train_draft(
     ``on_step(step, info)`` runs after each optimizer step (``step`` counts from 1); step 0 is
     reported before training starts so curves include the starting point. To resume, pass the
     restored ``optimizer`` (from :func:`make_optimizer`), ``generator`` and ``start_step``.
+    With an ``accelerator`` of several processes, each trains on its rows of the world batch
+    and every noise draw is made for the world batch (see :func:`draft_loss`).
     """
     params = lora_parameters(model)
     if not params:
@@ -170,6 +184,9 @@ def train_draft(
         optimizer = accelerator.prepare(optimizer)
     if generator is None:
         generator = torch.Generator().manual_seed(config.seed)
+    shard = (
+        (0, 1) if accelerator is None else (accelerator.process_index, accelerator.num_processes)
+    )
     history: list[dict[str, float]] = []
     if on_step is not None and start_step == 0:
         on_step(0, {})
@@ -185,7 +202,7 @@ def train_draft(
         for _ in range(config.grad_accum):
             cond, noise = batches(generator)
             loss, info = draft_loss(
-                model, denoiser, scheduler, reward, cond, noise, config, generator
+                model, denoiser, scheduler, reward, cond, noise, config, generator, shard
             )
             loss = loss / config.grad_accum
             (accelerator.backward(loss) if accelerator is not None else loss.backward())

@@ -118,6 +118,29 @@ def randn(
     return torch.randn(shape, generator=generator, dtype=like.dtype, device=where).to(like.device)
 
 
+def needs_step_noise(scheduler: Any, eta: float) -> bool:
+    """Whether :func:`sample` draws fresh noise at every step (DDIM with ``eta > 0``)."""
+    return eta > 0 and isinstance(scheduler, DDIMScheduler)
+
+
+def shard_randn(
+    lead: tuple[int, ...],
+    like: torch.Tensor,
+    generator: torch.Generator | None,
+    shard: tuple[int, int] = (0, 1),
+) -> torch.Tensor:
+    """Normal draws of shape ``(*lead, *like.shape)`` for process ``rank`` of ``world``.
+
+    Every process draws the whole world batch (``world * len(like)`` rows, from generators in
+    the same state) and keeps its own rows, so the numbers each sample gets do not depend on
+    the number of processes.
+    """
+    rank, world = shard
+    b = like.shape[0]
+    full = randn((*lead, world * b, *like.shape[1:]), generator, like=like)
+    return full[(slice(None),) * len(lead) + (slice(rank * b, (rank + 1) * b),)]
+
+
 def sample(
     predict: Predictor,
     scheduler: Any,
@@ -141,7 +164,7 @@ def sample(
             f"{num_steps} and {grad_steps}"
         )
     scheduler.set_timesteps(num_steps, device=noise.device)
-    if eta > 0 and step_noise is None and isinstance(scheduler, DDIMScheduler):
+    if step_noise is None and needs_step_noise(scheduler, eta):
         step_noise = randn((num_steps, *noise.shape), generator, like=noise)
     x = noise * scheduler.init_noise_sigma
     first_grad = num_steps - grad_steps
