@@ -371,6 +371,19 @@ def test_sdxl_conditioning_cfg_and_aig_on_a_tiny_sdxl(tmp_path):
     assert any(p.grad.abs().sum() > 0 for p in lora_parameters(pipe.unet))
 
 
+def test_sdxl_vae_stays_float32_under_float16_as_diffusers_upcasts_it(tmp_path, sd_folder):
+    folder = make_tiny_sd(tmp_path / "xl", xl=True)
+    xl = load_pipeline("tiny/sdxl", folder, device="cpu", dtype="float16")
+    assert xl.vae.config.force_upcast  # the SDXL VAE config's own flag
+    assert next(xl.vae.parameters()).dtype == torch.float32
+    assert next(xl.unet.parameters()).dtype == torch.float16
+    # SD 1.x decodes in fp16 as diffusers' SD pipeline does; bf16 needs no upcast
+    sd = load_pipeline("tiny/sd", sd_folder, device="cpu", dtype="float16")
+    assert next(sd.vae.parameters()).dtype == torch.float16
+    bf = load_pipeline("tiny/sdxl", folder, device="cpu", dtype="bfloat16")
+    assert next(bf.vae.parameters()).dtype == torch.bfloat16
+
+
 def test_missing_unet_weights_name_the_expected_file(sd_folder, tmp_path):
     import shutil
 

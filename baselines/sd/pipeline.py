@@ -286,6 +286,8 @@ def load_pipeline(
     except (OSError, ValueError, json.JSONDecodeError) as exc:
         raise RdbenchError(f"cannot load the SD components in {str(folder)!r}: {exc}") from None
     sched = SCHEDULERS[scheduler].from_config(config)
+    if xl and dt == torch.float16 and vae.config.get("force_upcast", False):
+        vae = vae.to(torch.float32)  # SDXL's VAE overflows in fp16; diffusers upcasts it too
     for module in (unet, vae, *encoders):
         module.requires_grad_(False).eval().to(device)
     return SDPipeline(
