@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from peft import get_peft_model_state_dict
 from safetensors.torch import load_file
 from tiny_models import make_open_clip
 from tiny_rewards import TINY_ARCH, make_hpsv2
@@ -24,7 +25,7 @@ from tiny_sd import make_tiny_sd
 from baselines.sd.commands import generate_command, sd, train_command
 from baselines.sd.recipes import RECIPES_DIR, load_recipe, parse_override
 from baselines.sd.reproduce import jobs, reproduce
-from baselines.sd.train import read_curve, train
+from baselines.sd.train import pipeline_for, read_curve, train
 from rdbench.errors import RdbenchError
 from rdbench.evaluate import run_evaluation
 from rdbench.prompts.plan import read_plan
@@ -206,6 +207,11 @@ def test_train_resumes_exactly_and_logs_the_reward_curve(recipe_file, tmp_path):
     assert meta["step"] == 3 and meta["recipe"]["train"]["reward"] == "hpsv2"
     again = invoke(train_command, ["--recipe", recipe_file, "--out", run, "--no-progress"])
     assert "(0 steps run)" in again.output
+    # a finished run hands its LoRA to the caller's pipeline too (no training, no stale adapter)
+    pipe = pipeline_for(recipe)
+    assert train(recipe, run, pipe=pipe, progress=False).steps_run == 0
+    got = get_peft_model_state_dict(pipe.unet)
+    assert got.keys() == b.keys() and all(torch.equal(got[k].cpu(), b[k]) for k in b)
     # another recipe, or fewer steps, never reuses (or relabels) this run's LoRA
     with pytest.raises(RdbenchError, match=r"draft.kl_lambda: 0.0 -> 5.0.*new folder"):
         train(recipe, run, kl_lambda=5.0, progress=False)

@@ -240,7 +240,8 @@ def train(
     """Train (or resume, or skip if finished) one DRaFT LoRA into the run folder ``out``.
 
     ``pipe`` and ``score`` default to the recipe's model and reward; tests pass tiny ones.
-    ``pipe`` gets the LoRA added if it has none; its weights are the trained ones on return.
+    ``pipe`` gets the LoRA added if it has none; its weights are the trained ones on return
+    (loaded from the run folder when the run had already finished).
     """
     from accelerate import Accelerator
 
@@ -249,6 +250,9 @@ def train(
     meta = {"recipe": recipe.model_dump(mode="json"), "draft": config.to_dict()}
     final = run / LORA_FILE
     if final.is_file() and _saved_step(run, final, meta, config.steps) == config.steps:
+        if pipe is not None:
+            fresh_lora(pipe, recipe, config.seed)
+            load_lora(pipe.unet, final)
         return TrainResult(final, run / "curve.csv", 0)
     # the core accumulates gradients itself, so no gradient_accumulation_steps here (accelerate
     # would divide the loss again); the pipeline is placed by us, not by prepare()
