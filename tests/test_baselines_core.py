@@ -454,21 +454,34 @@ def test_checkpointing_gives_the_same_gradient():
     assert grads[0].abs().sum() > 0
 
 
-def test_training_through_an_accelerator():
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_training_through_an_accelerator(precision, fresh_accelerate_state):
     from accelerate import Accelerator
 
     model = tiny_model()
-    cfg = DraftConfig(steps=3, lr=1e-2, num_inference_steps=STEPS, grad_accum=2)
+    cfg = DraftConfig(steps=3, lr=1e-2, num_inference_steps=STEPS, grad_accum=2, kl_lambda=0.1)
+    dtypes = set()
+
+    def denoiser(x, t, cond):
+        eps = model(x, t, cond)
+        dtypes.add(eps.dtype)
+        return eps
+
+    acc = Accelerator(cpu=True, mixed_precision=precision)
     history = train_draft(
         model,
-        model,
+        denoiser,
         toy_scheduler(),
         REWARD,
         lambda g: (None, torch.randn(8, 2, generator=g)),
         cfg,
-        accelerator=Accelerator(cpu=True),
+        accelerator=acc,
         progress=False,
     )
+    assert dtypes == {torch.bfloat16 if precision == "bf16" else torch.float32}
     assert [h["step"] for h in history] == [1, 2, 3]
     assert all(math.isfinite(h["grad_norm"]) for h in history)
     assert any(p.abs().sum() > 0 for n, p in model.named_parameters() if "lora_B" in n)
+    # the forward sees the updated adapter at every step: KL is 0 at B = 0, then grows (under
+    # one autocast held across steps, bf16 kept serving the LoRA weights of step 1: KL stayed 0)
+    assert history[0]["kl"] == 0 < history[1]["kl"] < history[2]["kl"]

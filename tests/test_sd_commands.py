@@ -44,12 +44,8 @@ def _one_thread():
 
 
 @pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    """``train`` builds an Accelerator; accelerate keeps its precision process-wide."""
-    from accelerate.state import AcceleratorState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
+def _fresh_accelerate_state(fresh_accelerate_state):
+    """``train`` builds an Accelerator (see conftest)."""
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,17 @@ Per micro-batch (initial noise ``x_T`` and conditioning ``c``):
 
 The optimizer is AdamW over the LoRA parameters only, with gradient clipping (max norm) and
 gradient accumulation. An optional ``accelerate.Accelerator`` handles backward, clipping and
-mixed precision (the caller enters ``accelerator.autocast()``), and with several processes
-averages the gradients over them before clipping; without one, plain torch is used.
+mixed precision, and with several processes averages the gradients over them before clipping;
+without one, plain torch is used. Its autocast is entered around each micro-batch's forward,
+never across optimizer steps: autocast caches the low-precision copy of every trainable
+weight until its outermost context exits, so one context around the loop would keep the
+LoRA weights as they were at the first forward.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -200,10 +204,11 @@ def train_draft(
         optimizer.zero_grad(set_to_none=True)
         parts = {"reward": 0.0, "kl": 0.0, "loss": 0.0}
         for _ in range(config.grad_accum):
-            cond, noise = batches(generator)
-            loss, info = draft_loss(
-                model, denoiser, scheduler, reward, cond, noise, config, generator, shard
-            )
+            with accelerator.autocast() if accelerator is not None else nullcontext():
+                cond, noise = batches(generator)
+                loss, info = draft_loss(
+                    model, denoiser, scheduler, reward, cond, noise, config, generator, shard
+                )
             loss = loss / config.grad_accum
             (accelerator.backward(loss) if accelerator is not None else loss.backward())
             for key in parts:

@@ -295,21 +295,20 @@ def train(
 
     if main:
         run.mkdir(parents=True, exist_ok=True)
-    with acc.autocast():
-        train_draft(
-            pipe.unet,
-            pipe.denoiser(),
-            pipe.scheduler,
-            pipe.latent_reward(score),
-            _prompt_batches(pipe, prompts, recipe.train.batch_size, acc.process_index, world),
-            config,
-            on_step=on_step,
-            accelerator=acc,
-            progress=progress and acc.is_local_main_process,
-            optimizer=optimizer,
-            generator=generator,
-            start_step=start,
-        )
+    train_draft(
+        pipe.unet,
+        pipe.denoiser(),
+        pipe.scheduler,
+        pipe.latent_reward(score),
+        _prompt_batches(pipe, prompts, recipe.train.batch_size, acc.process_index, world),
+        config,
+        on_step=on_step,
+        accelerator=acc,
+        progress=progress and acc.is_local_main_process,
+        optimizer=optimizer,
+        generator=generator,
+        start_step=start,
+    )
     if main:
         save_lora(pipe.unet, final, {**meta, "step": config.steps})
     acc.wait_for_everyone()
