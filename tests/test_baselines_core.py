@@ -374,9 +374,25 @@ def test_schedule_formulas_and_parsing():
     assert schedule_values("linear", 4) == [0.0, 0.25, 0.5, 0.75]
     assert schedule_values(lambda i, n: 2.0, 3) == [1.0, 1.0, 1.0]  # clipped
     assert {"base", "draft", "linear", "power", "step", "sigmoid"} <= set(SCHEDULES.names())
-    for bad in ("power", "nope:1", "power:x", "step:2", 3):
+    for bad in ("power", "nope:1", "power:x", "step:2", 3, "power:nan", "sigmoid:inf,0.5"):
         with pytest.raises(RdbenchError):
             parse_schedule(bad)(1, 4)
+    with pytest.raises(RdbenchError, match="gave g = nan at step 1"):
+        parse_schedule(lambda i, n: float("nan"))(1, 4)
+
+
+def test_sigmoid_schedule_is_the_rescaled_logistic_and_never_overflows():
+    def logistic(u, k, m):
+        return 1 / (1 + math.exp(-k * (u - m)))
+
+    lo, hi = logistic(0, 10, 0.5), logistic(1, 10, 0.5)
+    expected = [(logistic(i / 4, 10, 0.5) - lo) / (hi - lo) for i in range(4)]
+    assert schedule_values("sigmoid:10,0.5", 4) == pytest.approx(expected, abs=1e-12)
+    # a steep slope is a step at the midpoint, not an OverflowError from exp
+    assert schedule_values("sigmoid:2000,0.5", 4) == pytest.approx([0, 0, 0.5, 1], abs=1e-12)
+    for flat in ("sigmoid:100,10", "sigmoid:1,-50"):
+        with pytest.raises(RdbenchError, match="flat over the whole run"):
+            parse_schedule(flat)
 
 
 def test_lora_save_load_generate_round_trip(tmp_path):

@@ -64,17 +64,22 @@ def sigmoid(k: float, m: float = 0.5) -> Schedule:
     if k <= 0:
         raise RdbenchError(f"sigmoid:k,m needs k > 0, got k={k}")
 
-    def raw(u: float) -> float:
-        return 1.0 / (1.0 + math.exp(-k * (u - m)))
+    def raw(u: float) -> float:  # the logistic 1 / (1 + exp(-k (u - m))), without overflow
+        return 0.5 * (1.0 + math.tanh(0.5 * k * (u - m)))
 
     lo, hi = raw(0.0), raw(1.0)
+    if hi - lo < 1e-9:
+        raise RdbenchError(
+            f"sigmoid:{k:g},{m:g} is flat over the whole run (the midpoint m is far outside "
+            "[0, 1] for this slope k): choose m in [0, 1] or a smaller k"
+        )
     return lambda i, total: (raw(_frac(i, total)) - lo) / (hi - lo)
 
 
 def parse_schedule(spec: str | Schedule) -> Schedule:
     """``"power:2"`` -> schedule; ``"sigmoid:10,0.5"`` passes two numbers; callables pass through.
 
-    Every value is clipped to [0, 1].
+    Every value is clipped to [0, 1]; a value that is not a finite number raises.
     """
     if callable(spec):
         fn = spec
@@ -84,6 +89,8 @@ def parse_schedule(spec: str | Schedule) -> Schedule:
             params = [float(a) for a in args.split(",")] if args else []
         except ValueError:
             raise RdbenchError(f"AIG schedule {spec!r}: parameters must be numbers") from None
+        if not all(math.isfinite(p) for p in params):
+            raise RdbenchError(f"AIG schedule {spec!r}: parameters must be finite numbers")
         factory = SCHEDULES.get(name)
         try:
             fn = factory(*params)
@@ -94,7 +101,14 @@ def parse_schedule(spec: str | Schedule) -> Schedule:
             ) from None
     else:
         raise RdbenchError(f"AIG schedule must be a spec string or a callable, got {spec!r}")
-    return lambda i, total: min(1.0, max(0.0, float(fn(i, total))))
+
+    def clipped(i: int, total: int) -> float:
+        g = float(fn(i, total))
+        if not math.isfinite(g):
+            raise RdbenchError(f"AIG schedule {spec!r} gave g = {g} at step {i} of {total}")
+        return min(1.0, max(0.0, g))
+
+    return clipped
 
 
 def schedule_values(spec: str | Schedule, total: int) -> list[float]:
