@@ -340,6 +340,24 @@ def test_mixing_falls_back_to_two_passes_where_it_cannot_mix(mixing):
     assert {type(m.scaling["default"]) for m in lora_layers(model)} == {float}
 
 
+@pytest.mark.filterwarnings("ignore:Already found a `peft_config` attribute")
+@pytest.mark.parametrize("mixing", ["rows", "peft"])
+def test_mixing_with_two_active_adapters_falls_back_to_two_passes(mixing):
+    torch.manual_seed(0)
+    model = ToyDenoiser(ToyModelConfig(dim=2, hidden=16, depth=1, time_dim=8))
+    targets = model.lora_targets
+    add_lora(model, targets, rank=4)
+    add_lora(model, targets, rank=2, adapter_name="second")
+    perturb(model)
+    for m in lora_layers(model):
+        m.set_adapter(["default", "second"])  # both residuals are in the finetuned model
+    x, t = noise(), torch.tensor(500)
+    base, ft = base_and_finetuned(model, model, x, t, None, mixing=mixing)
+    with adapters_disabled(model):
+        torch.testing.assert_close(base, model(x, t, None), rtol=0, atol=0)
+    torch.testing.assert_close(ft, model(x, t, None), rtol=0, atol=0)
+
+
 def test_classifier_free_guidance_endpoints():
     model = tiny_model(n_prompts=2)
     perturb(model)

@@ -17,9 +17,14 @@ mixed-adapter forward on rows ``[x; x]`` (:data:`MIXING`):
 - ``two-pass``: adapters disabled for one call, enabled for the other.
 
 ``rows`` and ``peft`` fall back to two passes when the conditioning cannot be batched, a LoRA
-layer cannot mix (merged weights, variants such as DoRA; for ``rows`` also LoRA types other
-than Linear and Conv, and a scale that a half-precision tensor cannot hold exactly), or a
-layer sees a batch that is not a multiple of ``2b``.
+layer cannot mix (merged weights, variants such as DoRA, several active adapters; for ``rows``
+also LoRA types other than Linear and Conv, and a scale that a half-precision tensor cannot
+hold exactly), or a layer sees a batch that is not a multiple of ``2b``.
+
+Both assume what UNets and transformers do: every LoRA layer sees the batch on dim 0 as whole
+copies of ``[x; x]`` (``n = c * 2b`` rows, copy ``j`` at rows ``j*2b .. (j+1)*2b``, as CFG
+stacks them). A model that folds other axes into dim 0 sample-major (say, ``B * frames``
+rows, each sample's frames adjacent) gives wrong rows with no error: use ``two-pass``.
 """
 
 from __future__ import annotations
@@ -90,6 +95,8 @@ def _mixable_layers(
     for m in layers:
         if m.merged or adapter in getattr(m, "lora_variant", {}) or adapter not in m.scaling:
             raise CannotMix(f"LoRA layer {type(m).__name__} cannot mix (merged or a variant)")
+        if len(m.active_adapters) != 1:
+            raise CannotMix(f"LoRA layer {type(m).__name__} has {m.active_adapters} active")
         if not isinstance(m, kinds):
             raise CannotMix(f"LoRA layer {type(m).__name__} cannot mix rows")
     return adapter, layers
