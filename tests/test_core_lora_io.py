@@ -59,3 +59,34 @@ def test_weights_go_through_the_atomic_writer(tmp_path, monkeypatch):
     monkeypatch.setattr(lora, "atomic_write_bytes", spy)
     path = save_lora(toy(0), tmp_path / "lora.safetensors", {})
     assert written == [str(path), str(path) + ".json"]
+
+
+def test_another_rank_or_a_corrupt_recipe_is_one_error(tmp_path):
+    path = save_lora(toy(0), tmp_path / "lora.safetensors", {"step": 1})
+    torch.manual_seed(0)
+    other = ToyDenoiser(ToyModelConfig(dim=2, hidden=8, depth=1, time_dim=4, n_prompts=1))
+    other = add_lora(other, other.lora_targets, rank=4)  # same keys, other shapes
+    with pytest.raises(RdbenchError, match=r"shape \(2, .*the model \(4, .*another rank"):
+        load_lora(other, path)
+    recipe_file = tmp_path / "lora.safetensors.json"
+    for bad in (b"{not json", b"\xff\xfe"):
+        recipe_file.write_bytes(bad)
+        with pytest.raises(RdbenchError, match="recipe .* is unreadable"):
+            load_lora(toy(1), path)
+
+
+def test_merged_adapters_are_refused_by_scale_and_disable():
+    from baselines.core.lora import adapters_disabled, lora_layers, lora_scale
+
+    model = toy(0)
+    before = [p.clone() for p in model.parameters()]
+    for m in lora_layers(model):
+        m.merge()
+    for context in (lora_scale(model, 0.5), adapters_disabled(model)):
+        with pytest.raises(RdbenchError, match="merged into the base weights"), context:
+            pass
+    for m in lora_layers(model):
+        m.unmerge()
+    assert all(
+        torch.allclose(a, b, atol=1e-6) for a, b in zip(before, model.parameters(), strict=True)
+    )

@@ -63,6 +63,17 @@ def lora_layers(model: nn.Module) -> list[LoraLayer]:
     return layers
 
 
+def _unmerged(layers: Sequence[LoraLayer]) -> Sequence[LoraLayer]:
+    """``layers``, if no adapter is merged into its base weights (scaling or disabling a merged
+    adapter changes nothing, and peft's unmerge under a changed scale corrupts the weights)."""
+    if any(m.merged for m in layers):
+        raise RdbenchError(
+            "the LoRA weights are merged into the base weights; unmerge them (peft's "
+            "unmerge_adapter) before disabling or scaling the adapter"
+        )
+    return layers
+
+
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The trainable LoRA parameters (what the optimizer sees)."""
     return [p for n, p in model.named_parameters() if "lora_" in n and p.requires_grad]
@@ -81,7 +92,7 @@ def adapters_disabled(
     takes no part in the forward, so it gets no gradient either way. ``layers``:
     ``lora_layers(model)`` if already looked up (samplers do it once, not per step).
     """
-    layers = lora_layers(model) if layers is None else layers
+    layers = _unmerged(lora_layers(model) if layers is None else layers)
     previous = [m._disable_adapters for m in layers]
     for m in layers:
         m._disable_adapters = True
@@ -98,7 +109,7 @@ def lora_scale(model: nn.Module, scale: float) -> Iterator[None]:
 
     ``scale = 0`` gives ``W x + 0 * (B A x) == W x`` bit for bit; ``scale = 1`` is unchanged.
     """
-    layers = lora_layers(model)
+    layers = _unmerged(lora_layers(model))
     saved = [dict(m.scaling) for m in layers]
     for m in layers:
         for key in m.scaling:
@@ -147,16 +158,28 @@ def load_lora(model: nn.Module, path: str | Path) -> dict[str, Any]:
             f"LoRA weights {path} are unreadable ({exc}); the file may be truncated: retrain"
         ) from None
     adapter = active_adapter(model)
-    expected = set(get_peft_model_state_dict(model, adapter_name=adapter))
-    if set(state) != expected:
-        diff = sorted(set(state) ^ expected)[:5]
+    expected = get_peft_model_state_dict(model, adapter_name=adapter)
+    if set(state) != set(expected):
+        diff = sorted(set(state) ^ set(expected))[:5]
         raise RdbenchError(f"LoRA file {path} does not match the model's LoRA layers: {diff}")
+    shapes = [k for k in sorted(state) if state[k].shape != expected[k].shape]
+    if shapes:
+        k = shapes[0]
+        raise RdbenchError(
+            f"LoRA file {path} does not match the model's LoRA layers: {k} has shape "
+            f"{tuple(state[k].shape)}, the model {tuple(expected[k].shape)} (another rank?)"
+        )
     result = set_peft_model_state_dict(model, state, adapter_name=adapter)
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
         raise RdbenchError(f"LoRA file {path} has keys the model lacks: {unexpected[:5]}")
     rp = recipe_path(path)
-    return json.loads(rp.read_text()) if rp.is_file() else {}
+    if not rp.is_file():
+        return {}
+    try:
+        return json.loads(rp.read_text())
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise RdbenchError(f"LoRA recipe {rp} is unreadable ({exc})") from None
 
 
 def lora_norm(model: nn.Module) -> float:
