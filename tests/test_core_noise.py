@@ -71,8 +71,9 @@ def test_eta_and_lv_draws_go_through_the_generator_device(monkeypatch):
         torch.Generator().manual_seed(3),
     )
     assert torch.isfinite(loss)
-    # one (steps, *shape) draw for DDIM eta > 0, then one fresh draw per LV repeat
-    assert seen == [(3, 4, 2), (4, 2), (4, 2)]
+    # one (steps, *shape) draw for DDIM eta > 0, then per LV repeat the re-noise and the noise
+    # of its final DDIM step (the sampler's own last step, eta included)
+    assert seen == [(3, 4, 2)] + [(4, 2)] * 4
     assert calls and all(g == d for g, d in calls)
 
 

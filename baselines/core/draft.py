@@ -5,7 +5,8 @@ Per micro-batch (initial noise ``x_T`` and conditioning ``c``):
 - DRaFT-K: ``x_0 = sample(x_T)`` with gradients through the last K steps only;
   ``loss = -mean r(x_0, c) + lambda * KL``.
 - DRaFT-LV: ``x_0 = sample(x_T)`` without gradients; then ``n`` times: re-noise ``x_0`` to
-  the last step's timestep with fresh noise and denoise once with gradients;
+  the last step's timestep with fresh noise and denoise once with gradients (the sampler's
+  own last step, with fresh step noise too when DDIM's eta > 0);
   ``loss = -mean_j mean r(x_0^(j), c) + lambda * KL`` (the KL term over the ``n`` steps).
 
 The optimizer is AdamW over the LoRA parameters only, with gradient clipping (max norm) and
@@ -118,7 +119,12 @@ def draft_loss(
         for _ in range(config.lv):
             fresh = shard_randn((), noise, generator, shard)
             x_last = renoise_last(scheduler, x0, fresh)
-            rewards.append(reward(denoise_step(scheduler, predict, x_last, steps - 1), cond))
+            # the sampler's own last step: with DDIM eta > 0 it adds its noise too
+            last_noise = None if step_noise is None else shard_randn((), noise, generator, shard)
+            x = denoise_step(
+                scheduler, predict, x_last, steps - 1, eta=config.eta, noise=last_noise
+            )
+            rewards.append(reward(x, cond))
         r = torch.stack(rewards).mean(0)
     else:
         x0 = sample(
