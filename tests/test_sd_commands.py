@@ -22,10 +22,11 @@ from tiny_models import make_open_clip
 from tiny_rewards import TINY_ARCH, make_hpsv2
 from tiny_sd import make_tiny_sd
 
+from baselines.core.lora import lora_layers
 from baselines.sd.commands import generate_command, sd, train_command
 from baselines.sd.recipes import RECIPES_DIR, load_recipe, parse_override
 from baselines.sd.reproduce import jobs, reproduce
-from baselines.sd.train import pipeline_for, read_curve, train
+from baselines.sd.train import fresh_lora, pipeline_for, read_curve, train
 from rdbench.errors import RdbenchError
 from rdbench.evaluate import run_evaluation
 from rdbench.prompts.plan import read_plan
@@ -217,6 +218,21 @@ def test_train_resumes_exactly_and_logs_the_reward_curve(recipe_file, tmp_path):
         train(load_recipe(recipe_file, {"train.steps": 2}), run, progress=False)
     assert load_file(run / "lora.safetensors").keys() == b.keys()
     assert json.loads((run / "lora.safetensors.json").read_text()) == meta
+
+
+@pytest.mark.parametrize("init", ["gaussian", "kaiming"])
+def test_lora_a_starts_as_the_recipe_says_and_b_at_zero(recipe_file, init):
+    recipe = load_recipe(recipe_file, {"lora.init": init})
+    pipe = pipeline_for(recipe)
+    fresh_lora(pipe, recipe, seed=0)
+    layers = lora_layers(pipe.unet)
+    assert all(not m.lora_B["default"].weight.any() for m in layers)
+    a = [m.lora_A["default"].weight for m in layers]
+    if init == "gaussian":  # N(0, 1/r^2), r = 4 (REFERENCE section 4)
+        std = torch.cat([w.flatten() for w in a]).std().item()
+        assert std == pytest.approx(1 / recipe.lora.rank, rel=0.1)
+    else:  # peft's Kaiming-uniform: |A| <= 1/sqrt(fan_in) in every layer
+        assert all(w.abs().max() <= w.shape[1] ** -0.5 for w in a)
 
 
 def test_mixed_precision_defaults_to_the_model_dtype(recipe_file):

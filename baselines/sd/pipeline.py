@@ -36,6 +36,9 @@ from rdbench.hub import RemoteFolder, resolve_folder
 from rdbench.rewards.base import as_dtype
 
 LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
+#: LoRA A initialisations, as peft's ``init_lora_weights``: "gaussian" is N(0, 1/r^2) (diffusers'
+#: LoRA training scripts), "kaiming" peft's default Kaiming-uniform
+LORA_INITS: dict[str, bool | str] = {"gaussian": "gaussian", "kaiming": True}
 SD_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 SDXL_PARTS = (*SD_PARTS, "text_encoder_2", "tokenizer_2")
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"  # diffusers modules (safetensors only)
@@ -204,10 +207,15 @@ class SDPipeline:
             self.vae.disable_gradient_checkpointing()
 
     def add_lora(
-        self, rank: int, alpha: float | None = None, targets: Sequence[str] = LORA_TARGETS
+        self,
+        rank: int,
+        alpha: float | None = None,
+        targets: Sequence[str] = LORA_TARGETS,
+        init: str = "gaussian",
     ) -> None:
-        """LoRA on the UNet's attention projections (B = 0 at start); weights kept in float32."""
-        add_lora(self.unet, targets, rank=rank, alpha=alpha, init=True)
+        """LoRA on the UNet's attention projections (B = 0 at start, A drawn as ``init``:
+        :data:`LORA_INITS`); weights kept in float32."""
+        add_lora(self.unet, targets, rank=rank, alpha=alpha, init=LORA_INITS[init])
         for name, param in self.unet.named_parameters():
             if "lora_" in name:
                 param.data = param.data.float()

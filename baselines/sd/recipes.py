@@ -52,6 +52,9 @@ class LoraSpec(_Spec):
     rank: PosInt = 32
     alpha: float | None = Field(None, gt=0)  # None: alpha = rank (scale 1)
     targets: list[str] = ["to_k", "to_q", "to_v", "to_out.0"]
+    # A's initialisation (B = 0 either way): "gaussian" N(0, 1/r^2), as diffusers' LoRA
+    # training scripts and REFERENCE section 4; "kaiming" is peft's default (uniform)
+    init: Literal["gaussian", "kaiming"] = "gaussian"
 
 
 class PromptSpec(_Spec):

@@ -38,7 +38,7 @@ import torch
 
 from baselines.core.draft import make_optimizer, train_draft
 from baselines.core.lora import load_lora, lora_layers, recipe_path, save_lora
-from baselines.sd.pipeline import ImageScore, SDPipeline, load_pipeline
+from baselines.sd.pipeline import LORA_INITS, ImageScore, SDPipeline, load_pipeline
 from baselines.sd.recipes import Recipe
 from rdbench.errors import RdbenchError
 from rdbench.hub import atomic_write_bytes
@@ -85,14 +85,16 @@ def reward_score(recipe: Recipe, pipe: SDPipeline) -> ImageScore:
 
 
 def fresh_lora(pipe: SDPipeline, recipe: Recipe, seed: int) -> None:
-    """Add (or reset) the recipe's LoRA: B = 0, A drawn from ``seed`` (same start every run)."""
+    """Add (or reset) the recipe's LoRA: B = 0, A drawn as ``lora.init`` from ``seed`` (the same
+    start every run)."""
+    spec = recipe.lora
     if not any("lora_" in n for n, _ in pipe.unet.named_parameters()):
-        pipe.add_lora(recipe.lora.rank, recipe.lora.alpha, recipe.lora.targets)
+        pipe.add_lora(spec.rank, spec.alpha, spec.targets, spec.init)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for layer in lora_layers(pipe.unet):
             for name in layer.lora_A:
-                layer.reset_lora_parameters(name, True)
+                layer.reset_lora_parameters(name, LORA_INITS[spec.init])
 
 
 def _prompt_batches(
