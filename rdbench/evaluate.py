@@ -597,6 +597,15 @@ def _text(name: str) -> str:
     return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _n_pairs_used(ctx: _Context) -> int | None:
+    """Matched pairs with neither image skipped (what paired statistics can use)."""
+    if ctx.pairing is None:
+        return None
+    return sum(
+        1 for a, b in ctx.pairing.pairs if a.key not in ctx.skipped and b.key not in ctx.ref_skipped
+    )
+
+
 def _build_result(ctx: _Context, extractors: list[Any]) -> Result:
     """The result; per-image rewards are left out (with a message) where they would make it
     larger than a result may be (``MAX_PER_IMAGE`` entries, ``MAX_BYTES`` of JSON)."""
@@ -657,7 +666,7 @@ def _assemble_result(ctx: _Context, extractors: list[Any], per_image: list[Any] 
             n_seeds=len({i.seed for i in used if i.seed is not None}),
             n_images=len(used),
             n_reference_images=n_ref,
-            n_pairs=ctx.pairing.n_matched if ctx.pairing is not None else None,
+            n_pairs=_n_pairs_used(ctx),
         ),
         extractors=[
             Extractor(

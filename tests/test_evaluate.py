@@ -470,6 +470,14 @@ def test_on_error_skip_lists_the_corrupt_file(world, tmp_path, capsys):
     assert [(f.image_set, f.key) for f in result.skipped] == [("generated", "p0001/2.png")]
     assert "not a readable image" in result.skipped[0].reason
     assert out_file.read_text() == out  # --json prints exactly what --out holds
+    # with a reference, the pair count leaves out the skipped image (24 matched, 23 usable)
+    code, out, err = _main(
+        [*argv, "--metrics", "vendi", "--on-error", "skip", "--reference", str(world.other)]
+        + ["--json", "-q"],
+        capsys,
+    )
+    assert code == 0, err
+    assert Result.from_dict(json.loads(out)).setup.n_pairs == 23
 
 
 def test_api_rejects_unknown_options(world):
