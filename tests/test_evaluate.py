@@ -436,6 +436,8 @@ def test_reference_smaller_than_k_plus_one(world, tmp_path, capsys):
         (["--method", "My Method"], "result labels"),
         (["--confidence", "1.5"], "confidence"),
         (["--reward", "nope"], "reward"),
+        (["--device", "tpu"], "device 'tpu' is not a torch device"),
+        (["--device", "cuda:99"], "device 'cuda:99' is not usable on this machine"),
     ],
 )
 def test_bad_options(world, capsys, extra, fragment):

@@ -31,6 +31,7 @@ from torch import nn
 
 from baselines.core.lora import add_lora
 from baselines.core.sampling import SCHEDULERS, Denoiser, concat_cond
+from rdbench.devices import resolve_device
 from rdbench.errors import RdbenchError
 from rdbench.hub import RemoteFolder, resolve_folder
 from rdbench.rewards.base import as_dtype
@@ -268,7 +269,7 @@ def load_pipeline(
         )
     if scheduler not in SCHEDULERS:
         raise RdbenchError(f"unknown scheduler {scheduler!r}; choose one of {sorted(SCHEDULERS)}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     dt = as_dtype(dtype)
     xl = (folder / "text_encoder_2").is_dir()
     absent = _missing_weights(folder, xl)

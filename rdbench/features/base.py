@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rdbench.devices import resolve_device
 from rdbench.errors import RdbenchError
 from rdbench.features.resize import RESIZE_MODES, Resizer, make_resizer
 from rdbench.registry import Registry
@@ -135,11 +136,6 @@ ExtractorFactory = Callable[..., FeatureExtractor]
 EXTRACTORS: Registry[ExtractorFactory] = Registry("feature extractor")
 
 
-def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def load_extractor(
     name: str,
     *,
@@ -155,7 +151,7 @@ def load_extractor(
     import rdbench.features  # noqa: F401 - registers the built-in extractors
 
     factory = EXTRACTORS.get(name)
-    dev = torch.device(device) if device is not None else default_device()
+    dev = resolve_device(device)
     try:
         import inspect
 

@@ -19,9 +19,10 @@ from types import ModuleType
 
 import torch
 
+from rdbench.devices import resolve_device
 from rdbench.errors import RdbenchError
 from rdbench.registry import Registry
-from rdbench.rewards.base import Reward, RewardInfo, as_dtype, default_device
+from rdbench.rewards.base import Reward, RewardInfo, as_dtype
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def load(
         )
     return spec.loader().load(
         version=version,
-        device=default_device(device),
+        device=resolve_device(device),
         dtype=as_dtype(dtype),
         weights=None if weights is None else str(weights),
         **options,

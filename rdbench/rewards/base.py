@@ -48,13 +48,6 @@ class RewardInfo:
     options: dict[str, str] = field(default_factory=dict)
 
 
-def default_device(device: str | torch.device | None) -> torch.device:
-    """``device`` or, when None, the current CUDA device if there is one, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
 def as_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if dtype is None:
         return torch.float32
