@@ -1,12 +1,13 @@
-"""Run every benchmark script in this folder, one after the other (``make bench``).
+"""Run every CPU benchmark script in this folder, one after the other (``make bench``).
 
-Each script runs rdbench and the peer library on identical input in one process and prints
+``gpu_smoke.py`` needs a GPU and is left out. Each script runs rdbench and the peer library on identical input in one process and prints
 the ratio; figures measured on a named machine are recorded in ``benchmarks/README.md``.
 Extra arguments (for example ``--quick``) are not forwarded: run a script directly for that.
 """
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     failed = []
     for script in sorted(HERE.glob("*.py")):
         if script.name in {"run_all.py", "gpu_smoke.py"} or script.name.startswith("_"):

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from imagegen import make_plain_folder
 from tiny_models import make_inception
 
-from rdbench.cli import cli
+from rdbench.cli import cli, main
 from rdbench.features import load_extractor
 from rdbench.features.extract import extract_features
 from rdbench.imageset import ImageSet
@@ -34,13 +34,17 @@ def test_info_lists_namespace(filled):
     assert "inception" in table.output and "entries" in table.output
 
 
-def test_clear_asks_and_filters(filled):
+def test_clear_asks_and_filters(filled, capsys):
     runner = CliRunner()
     res = runner.invoke(cli, ["cache", "clear"], input="n\n")
     assert res.exit_code != 0
     assert json.loads(runner.invoke(cli, ["cache", "info", "--json"]).output)["namespaces"]
-    res = runner.invoke(cli, ["cache", "clear", "--extractor", "clip", "--yes"])
-    assert "removed 0" in res.output
+    with pytest.raises(SystemExit) as exit_info:  # through the entry point: one-line error
+        main(["cache", "clear", "--extractor", "clip", "--yes"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert "rdbench: error: no cache namespace of 'clip'; cached: inception" in err
+    assert json.loads(runner.invoke(cli, ["cache", "info", "--json"]).output)["namespaces"]
     res = runner.invoke(cli, ["cache", "clear", "--yes"])
     assert res.exit_code == 0 and "removed 1" in res.output
     assert json.loads(runner.invoke(cli, ["cache", "info", "--json"]).output)["namespaces"] == []

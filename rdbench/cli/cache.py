@@ -42,14 +42,21 @@ def info(as_json: bool) -> None:
     "--extractor",
     metavar="NAME",
     default=None,
-    help="Only clear namespaces of this extractor (e.g. inception, clip, dinov2).",
+    help="Only clear the namespaces of this extractor (inception, clip, dinov2) or reward "
+    "(reward-<name>, e.g. reward-aesthetic): the names `rdbench cache info` lists.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def clear(extractor: str | None, yes: bool) -> None:
-    """Delete cached features (all of them, or one extractor's)."""
+    """Delete cached features and reward scores (all of them, or one extractor's or reward's)."""
+    from rdbench.errors import RdbenchError
     from rdbench.features.cache import FeatureCache
 
     cache = FeatureCache()
+    names = sorted({item.extractor for item in cache.info()})
+    if extractor is not None and extractor not in names:
+        raise RdbenchError(
+            f"no cache namespace of {extractor!r}; cached: {', '.join(names) or 'nothing'}"
+        )
     what = f"cached {extractor} features" if extractor else "all cached features"
     if not yes:
         click.confirm(f"Delete {what} under {cache.root}?", abort=True)

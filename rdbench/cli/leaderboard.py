@@ -30,7 +30,8 @@ def app_path() -> Path:
     "--store",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Submissions folder to show [default: leaderboard/submissions].",
+    help="Submissions folder to show [default: $RDBENCH_LEADERBOARD_STORE, else "
+    "leaderboard/submissions].",
 )
 @click.option(
     "--port",

@@ -22,7 +22,7 @@ def selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Path(),
             default=None,
             help="Local suite file (a folder with the four json files for hpsv2) instead of "
-            "the cache or a download; required with --suite file.",
+            "the cache or a download; required when the suite is `file`.",
         ),
         click.option(
             "--split",

@@ -11,7 +11,8 @@ from rdbench.cli._output import print_json
 
 @click.group("rewards")
 def command() -> None:
-    """Reward models (PickScore, HPSv2, ImageReward, CLIPScore, aesthetic)."""
+    """Reward models (PickScore, HPSv2, CLIPScore, aesthetic; ImageReward is listed but not
+    loadable yet)."""
 
 
 @command.command("list")
