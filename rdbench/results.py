@@ -116,10 +116,17 @@ for _name, _spec in {
         0, 2, True, "feature", "mean pairwise cosine distance per prompt"
     ),
     "reward": MetricSpec(-_INF, _INF, True, "reward", "mean reward"),
-    "mode_coverage": MetricSpec(0, 1, True, None, "toy: fraction of modes hit"),
+    "mode_coverage": MetricSpec(
+        0, 1, True, None, "toy: fraction of modes with 1/4 of their share (nearest mode)"
+    ),
     "mode_entropy": MetricSpec(0, _INF, True, None, "toy: entropy of the mode histogram"),
+    "on_mode": MetricSpec(
+        0, 1, True, None, "toy: fraction of samples within some mode's 99% radius"
+    ),
     "w2_to_base": MetricSpec(0, _INF, False, None, "toy: Wasserstein-2 to the base model"),
-    "kl_to_base": MetricSpec(0, _INF, False, None, "toy: KL divergence to the base model"),
+    "kl_to_base": MetricSpec(
+        0, _INF, False, None, "toy: KL of the mode histogram to the mixture weights"
+    ),
 }.items():
     METRICS.register(_name, _spec)
 

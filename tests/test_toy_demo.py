@@ -16,6 +16,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
+    (out / "results").mkdir()
+    (out / "results" / "draft+kl-99-from-an-older-run.json").write_text("{}")  # must not stay
     result = CliRunner().invoke(cli, ["demo", "--quick", "--out", str(out), "--no-progress"])
     return out, result
 

@@ -156,3 +156,31 @@ def test_unregularised_draft_collapses_modes_and_scale_zero_is_base(toy):
     assert torch.equal(g1, tuned)
     mid = _sample(model, aig_predictor(model, model, None, "power:2", STEPS), noise)
     assert coverage(mix.mode_counts(mid), w) > coverage(mix.mode_counts(tuned), w)
+
+
+def test_cached_base_is_written_atomically_and_a_damaged_cache_retrains(tmp_path, capsys):
+    from baselines.toy.mixture import ring
+
+    cfg = ToyModelConfig(dim=2, hidden=8, depth=1, time_dim=4, n_prompts=1)
+    kw = {"steps": 3, "batch_size": 16, "progress": False}
+    first = cached_base([ring()], cfg, tmp_path, **kw)
+    [path] = tmp_path.glob("toy_base_*.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, path.name + ".json"]
+    path.write_bytes(path.read_bytes()[:40])  # a write cut short
+    again = cached_base([ring()], cfg, tmp_path, **kw)
+    assert "retraining the toy base model" in capsys.readouterr().err
+    state = {k: v.clone() for k, v in again.state_dict().items()}
+    assert all(torch.equal(state[k], v) for k, v in first.state_dict().items())  # same seed
+    loaded = cached_base([ring()], cfg, tmp_path, **kw)  # the rewritten file loads
+    assert all(torch.equal(state[k], v) for k, v in loaded.state_dict().items())
+
+
+def test_on_mode_is_the_chi2_radius_and_sees_off_mode_samples():
+    from baselines.toy.mixture import hypercube
+
+    mix = hypercube()
+    x = mix.sample(20000, torch.Generator().manual_seed(0))
+    assert float(mix.on_mode(x).float().mean()) == pytest.approx(0.99, abs=0.003)
+    # halfway between two vertices: nearest-mean assignment still names a mode; on_mode does not
+    mid = (mix.means[:1] + mix.means[1:2]) / 2
+    assert mix.assign(mid).item() in (0, 1) and not mix.on_mode(mid).item()

@@ -48,6 +48,15 @@ class Mixture:
         """Mode index of each sample: the nearest mean (the MAP mode for equal weights/stds)."""
         return torch.cdist(x.float(), self.means).argmin(dim=1)
 
+    def on_mode(self, x: torch.Tensor, q: float = 0.99) -> torch.Tensor:
+        """Whether each sample lies within some mode's ``q`` radius, ``std * sqrt(chi2_d(q))``
+        (99% of an exact mode's own samples do). :meth:`assign` labels every sample with its
+        nearest mode however far away it is; this says how many are really on one."""
+        from scipy.stats import chi2
+
+        radius = self.std * math.sqrt(chi2.ppf(q, self.dim))
+        return torch.cdist(x.float(), self.means).min(dim=1).values <= radius
+
     def mode_counts(self, x: torch.Tensor) -> np.ndarray:
         return np.bincount(self.assign(x).numpy(), minlength=self.n_modes)
 

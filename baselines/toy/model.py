@@ -16,18 +16,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 from tqdm import tqdm
 
 from baselines.core.sampling import make_scheduler
 from baselines.toy.mixture import Mixture
+from rdbench.errors import RdbenchError
 from rdbench.hub import atomic_write_bytes, load_state_dict
 
 NUM_TRAIN_TIMESTEPS = 1000
@@ -150,11 +152,16 @@ def cached_base(
     path = Path(folder) / f"toy_base_{key}.safetensors"
     if path.is_file():
         model = ToyDenoiser(config)
-        model.load_state_dict(load_state_dict(path))
-        model.eval()
-        return model.requires_grad_(False)
+        try:
+            model.load_state_dict(load_state_dict(path))
+        except RdbenchError as exc:  # a damaged cache file (written before writes were atomic)
+            print(f"retraining the toy base model: {exc}", file=sys.stderr)
+        else:
+            model.eval()
+            return model.requires_grad_(False)
     model = train_base(mixtures, config, progress=progress, **train_kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save(state))  # an interrupted write never leaves a partial file
     atomic_write_bytes(path.with_name(path.name + ".json"), json.dumps(recipe).encode())
     return model

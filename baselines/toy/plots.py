@@ -56,7 +56,8 @@ def frontier_plot(study: StudyOutput, path: Path) -> Path:
                     textcoords="offset points",
                 )
         better = "higher" if metric_spec(axis).higher_is_better else "lower"
-        ax.set_xlabel(f"{axis} vs base model (diversity, {better} is better)")
+        against = "" if axis.startswith("mode_") else " vs base model"
+        ax.set_xlabel(f"{axis}{against} (diversity, {better} is better)")
         ax.set_ylabel("mean reward (higher is better)")
         ax.grid(alpha=0.3)
         ax.legend()

@@ -160,7 +160,8 @@ class Toy:
         torch.manual_seed(c.seed)
         self.model = add_lora(base, base.lora_targets, rank=c.lora_rank)
         self.init_state = self.adapter_state()
-        # the peak sits 0.3 from mode 0, towards the origin: a known maximiser near one mode
+        # the peak sits at 0.7 * mu_0, 0.3 * |mu_0| (0.85 in 8-D) from mode 0 towards the
+        # origin: a known maximiser near one mode
         m0 = self.mixture.means[0]
         self.reward = PeakReward(m0 * 0.7, width=0.5)
         self.noise = torch.randn(
@@ -233,6 +234,7 @@ def evaluate(x: torch.Tensor, ref: torch.Tensor, toy: Toy) -> dict[str, MetricVa
     }
     intervals = {
         "reward/toy-peak": mean_ci(toy.reward(x.float()).numpy(), **boot),
+        "on_mode": mean_ci(mix.on_mode(x).double().numpy(), **boot),
         **{key: bootstrap_ci(counts_stat(fn), onehot, **boot) for key, fn in counts.items()},
         "fid/raw": half_sample_ci(fid_from_features, xs, rs, **boot),
         "scd/raw": half_sample_ci(spectral_covariance_distance, xs, rs, **boot),
@@ -418,8 +420,13 @@ def aig_dominance(points: list[Point], axis: str) -> dict[str, Any]:
 
 
 def write_results(study: StudyOutput, folder: Path, base_x: torch.Tensor) -> list[Path]:
-    """One rdbench result file per point (``toy=True``), plus ``summary.json`` beside them."""
+    """One rdbench result file per point (``toy=True``), plus ``summary.json`` beside them.
+
+    Result files of an earlier run in ``folder`` are removed first, so the folder never mixes
+    two runs' points (each scored against its own base samples)."""
     c = study.config
+    for stale in folder.glob("*.json") if folder.is_dir() else []:
+        stale.unlink()
     ref_sha = hashlib.sha256(base_x.numpy().tobytes()).hexdigest()
     setup = Setup(
         base_model=f"toy-mlp-gmm{c.n_modes}-{c.dim}d",
