@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from baselines.core.lora import adapters_disabled
+from baselines.core.lora import adapters_disabled, lora_layers
 from baselines.core.sampling import Denoiser
 
 
@@ -22,12 +22,13 @@ class KLPredictor:
 
     def __init__(self, model: nn.Module, denoiser: Denoiser, cond: Any) -> None:
         self.model, self.denoiser, self.cond = model, denoiser, cond
+        self.layers = lora_layers(model)  # looked up once, not at every grad-carrying step
         self.terms: list[torch.Tensor] = []
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
         eps = self.denoiser(x, t, self.cond)
         if torch.is_grad_enabled():
-            with torch.no_grad(), adapters_disabled(self.model):
+            with torch.no_grad(), adapters_disabled(self.model, layers=self.layers):
                 eps_base = self.denoiser(x, t, self.cond)
             self.terms.append(((eps - eps_base) ** 2).mean())
         return eps
