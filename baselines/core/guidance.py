@@ -86,11 +86,11 @@ class _RowScales:
         return self.cache[key]
 
 
-def _mixable_layers(
+def _mixable_adapter(
     layers: Sequence[LoraLayer], kinds: tuple[type, ...] = (nn.Module,), adapter: str | None = None
-) -> tuple[str, Sequence[LoraLayer]]:
-    """``adapter`` (default: the active one) and ``layers``, if each is a plain unmerged
-    ``adapter`` layer of one of ``kinds``."""
+) -> str:
+    """``adapter`` (default: the active one), if each of ``layers`` is a plain unmerged
+    ``adapter`` layer of one of ``kinds``; else :class:`CannotMix`."""
     adapter = layers[0].active_adapters[0] if adapter is None else adapter
     for m in layers:
         if m.merged or adapter in getattr(m, "lora_variant", {}) or adapter not in m.scaling:
@@ -99,7 +99,7 @@ def _mixable_layers(
             raise CannotMix(f"LoRA layer {type(m).__name__} has {m.active_adapters} active")
         if not isinstance(m, kinds):
             raise CannotMix(f"LoRA layer {type(m).__name__} cannot mix rows")
-    return adapter, layers
+    return adapter
 
 
 @cache
@@ -122,7 +122,8 @@ def row_scaled(
     an outer :func:`baselines.core.lora.lora_scale`) is kept, and scale changes made inside
     the block are not seen. ``layers``: ``lora_layers(model)`` if already looked up.
     """
-    adapter, layers = _mixable_layers(_layers(model, layers), _ROW_KINDS)
+    layers = _layers(model, layers)
+    adapter = _mixable_adapter(layers, _ROW_KINDS)
     scales, saved = _RowScales(b), [m.scaling[adapter] for m in layers]
     for m, s in zip(layers, saved, strict=True):
         if not _exact_in(s, m.lora_B[adapter].weight.dtype):
@@ -149,10 +150,10 @@ def mixed_adapters(
     model: nn.Module, names: list[str], *, layers: Sequence[LoraLayer] | None = None
 ) -> Iterator[None]:
     """Tag batch rows with peft adapter names in every LoRA layer (tiled over wrappers like CFG)."""
-    adapter = next(n for n in names if n != "__base__")
+    layers = _layers(model, layers)
+    _mixable_adapter(layers, adapter=next(n for n in names if n != "__base__"))
     handles = [
-        m.register_forward_pre_hook(partial(_names_hook, names), with_kwargs=True)
-        for m in _mixable_layers(_layers(model, layers), adapter=adapter)[1]
+        m.register_forward_pre_hook(partial(_names_hook, names), with_kwargs=True) for m in layers
     ]
     try:
         yield
