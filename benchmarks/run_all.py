@@ -1,7 +1,8 @@
 """Run every CPU benchmark script in this folder, one after the other (``make bench``).
 
 ``gpu_smoke.py`` needs a GPU and is left out. Each script runs rdbench and the peer library on
-identical input in one process and prints the ratio; figures measured on a named machine are recorded in ``benchmarks/README.md``.
+identical input in one process and prints the ratio; figures measured on a named machine are
+recorded in ``benchmarks/README.md``.
 Extra arguments (for example ``--quick``) are not forwarded: run a script directly for that.
 """
 
